@@ -23,7 +23,7 @@ check-sync: setup
 	$(BIN)/python tools/readme.py --check
 
 test: check-sync
-	$(BIN)/nbdev-test --n-workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider
 
 demo: setup

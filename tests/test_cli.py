@@ -1,0 +1,77 @@
+"End-to-end tests of `sharpbalance-train`: real processes, a real kill, resume, bad input."
+import os, signal, subprocess, sys, time, hashlib
+from pathlib import Path
+import pytest, torch
+
+BIN = Path(sys.executable).parent
+TRAIN = str(BIN/"sharpbalance-train")
+RUN = ["--data", "digits", "--model", "cnn", "--seed", "13 17 27", "--sam", "True", "--rho", "0.2", "--flat_ratio", "0.5",
+       "--initial_epochs", "2", "--epochs", "6", "--lr", "0.05", "--batch_size", "64", "--lrsche", "cosine", "--quiet"]
+
+def run(args, **kw): return subprocess.run([TRAIN, *args], capture_output=True, text=True, timeout=600, **kw)
+
+def weights(folder):
+    return [torch.load(Path(folder)/f"member{k}.pt", weights_only=True)["model"] for k in range(3)]
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).iterdir())}
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    full = run(RUN + ["--save_path", str(tmp_path/"full")])
+    assert full.returncode == 0, full.stderr
+    cut = tmp_path/"cut"
+    proc = subprocess.Popen([TRAIN, *RUN, "--save_path", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it once some member has finished epoch 3 (after the selection at epoch 2)
+        ck = cut/"member1.pt"
+        if ck.exists():
+            try:
+                if torch.load(ck, weights_only=True)["epoch"] >= 3: break
+            except Exception: pass  # never happens with atomic writes, but a poll must not fail the test
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    epochs = [torch.load(cut/f"member{k}.pt", weights_only=True)["epoch"] for k in range(3)]
+    assert max(epochs) < 6, "the run finished before it could be killed; make it longer"
+    assert not list(cut.glob(".*.tmp")) or True  # a temp file may remain from the kill; it is never read
+    again = run(RUN + ["--save_path", str(cut)])
+    assert again.returncode == 0, again.stderr
+    for a, b in zip(weights(tmp_path/"full"), weights(cut)):
+        for k in a: assert torch.equal(a[k], b[k]), k
+    log = (cut/"member0.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,time,train_loss,test_loss,test_error") and len(log) == 7
+
+@pytest.mark.parametrize("args,msg", [
+    (["--data", "imagenet"], "unknown dataset"),
+    (["--model", "vgg99"], "unknown model"),
+    (["--rho", "-0.1"], "rho must be >= 0"),
+    (["--sam", "True", "--flat_ratio", "1.5"], "flat_ratio must be in [0, 1]"),
+    (["--epochs", "4", "--initial_epochs", "4"], "initial_epochs"),
+    (["--data", "cifar10", "--data_path", "/nonexistent"], "cifar"),
+])
+def test_bad_input_is_one_sentence(args, msg):
+    r = run(args + ["--epochs", "1"] if "--epochs" not in args else args)
+    assert r.returncode != 0
+    assert msg in r.stderr.lower() or msg in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2, r.stderr
+
+def test_never_overwrites(tmp_path):
+    out = tmp_path/"run"
+    r = run(["--seed", "1 2", "--epochs", "1", "--batch_size", "256", "--quiet", "--save_path", str(out)])
+    assert r.returncode == 0, r.stderr
+    before = digest(out)
+    r = run(["--seed", "1 2", "--epochs", "1", "--batch_size", "256", "--rho", "0.3", "--quiet", "--save_path", str(out)])
+    assert r.returncode == 2 and "holds another run" in r.stderr and "Traceback" not in r.stderr
+    assert digest(out) == before
+    other = tmp_path/"notarun"; other.mkdir(); (other/"precious.txt").write_text("keep me")
+    r = run(["--epochs", "1", "--quiet", "--save_path", str(other)])
+    assert r.returncode == 2 and "not empty" in r.stderr and (other/"precious.txt").read_text() == "keep me"
+
+def test_unreadable_checkpoint(tmp_path):
+    out = tmp_path/"run"
+    args = ["--seed", "1 2", "--epochs", "2", "--batch_size", "256", "--quiet", "--save_path", str(out)]
+    assert run(args).returncode == 0
+    (out/"member1.pt").write_bytes(b"garbage")
+    r = run(args)
+    assert r.returncode == 2 and "unreadable" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (out/"member1.pt").read_bytes() == b"garbage"
