@@ -241,6 +241,7 @@ d = { 'settings': { 'branch': 'main',
                                     'sharpbalance.train._sam_step': ('train.html#_sam_step', 'sharpbalance/train.py'),
                                     'sharpbalance.train._sgd_step': ('train.html#_sgd_step', 'sharpbalance/train.py'),
                                     'sharpbalance.train.evaluate': ('train.html#evaluate', 'sharpbalance/train.py'),
+                                    'sharpbalance.train.load_ensemble': ('train.html#load_ensemble', 'sharpbalance/train.py'),
                                     'sharpbalance.train.select_subsets': ('train.html#select_subsets', 'sharpbalance/train.py'),
                                     'sharpbalance.train.train_ensemble': ('train.html#train_ensemble', 'sharpbalance/train.py'),
                                     'sharpbalance.train.train_epoch': ('train.html#train_epoch', 'sharpbalance/train.py')}}}

@@ -353,34 +353,34 @@ def build(nbs:Path=None, out:Path=None, cache:Path=None, quiet:bool=False) -> li
         else: os.environ['IN_TEST'] = old_env
 
     t1 = time.time()
-    tmp = out.with_name(out.name + '.tmp')
+    import nbformat
+    tmp = out.with_name(out.name + '.tmp')   # built beside `out`, swapped in only when every page converted
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    vendor(pkgs, tmp/'_static')
-    for f in nbs.rglob('*'):   # figures and other files the notebooks' markdown refers to
-        rel = f.relative_to(nbs)
-        if f.is_file() and f.suffix.lower() in IMG_EXTS and not any(re.match(r'^[_.]', p) for p in rel.parts):
-            (tmp/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, tmp/rel)
-    ex = exporter()
-    for p in pages:
-        nb, fm, page = p['nb'], p['fm'], p['page']
-        root = '../' * (len(page.parts) - 1)
-        head = f"# {p['title']}" + (f"\n\n> {fm['description']}" if fm.get('description') else '')
-        import nbformat
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(head))
-        nb.metadata['title'] = p['title'] if page.as_posix() == 'index.html' else f"{p['title']} – {site_title}"
-        ex.require_js_url = f'{root}_static/require.js'
-        ex.widget_renderer_url = f'{root}_static/html-manager/embed-amd.js'
-        res = {'sb': {'root': root, 'nav': nav_html(pages, page, site_title)}, 'metadata': {'name': p['title']}}
-        try: body, _ = ex.from_notebook_node(nb, resources=res)
-        except Exception as e:
-            failed.append(f"nbs/{p['rel'].as_posix()}: HTML conversion failed: {type(e).__name__}: {e}"); continue
-        body = postprocess(body, root, doc_prefix)
-        (tmp/page).parent.mkdir(parents=True, exist_ok=True)
-        (tmp/page).write_text(body, encoding='utf-8')
-    if failed:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise BuildError(f"The docs build failed for {len(failed)} notebook(s); fix them and rerun:\n  " + '\n  '.join(failed))
-    shutil.rmtree(out, ignore_errors=True); tmp.rename(out)
+    try:
+        vendor(pkgs, tmp/'_static')
+        for f in nbs.rglob('*'):   # figures and other files the notebooks' markdown refers to
+            rel = f.relative_to(nbs)
+            if f.is_file() and f.suffix.lower() in IMG_EXTS and not any(re.match(r'^[_.]', p) for p in rel.parts):
+                (tmp/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, tmp/rel)
+        ex = exporter()
+        for p in pages:
+            nb, fm, page = p['nb'], p['fm'], p['page']
+            root = '../' * (len(page.parts) - 1)
+            head = f"# {p['title']}" + (f"\n\n> {fm['description']}" if fm.get('description') else '')
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(head))
+            nb.metadata['title'] = p['title'] if page.as_posix() == 'index.html' else f"{p['title']} – {site_title}"
+            ex.require_js_url = f'{root}_static/require.js'
+            ex.widget_renderer_url = f'{root}_static/html-manager/embed-amd.js'
+            res = {'sb': {'root': root, 'nav': nav_html(pages, page, site_title)}, 'metadata': {'name': p['title']}}
+            try: body, _ = ex.from_notebook_node(nb, resources=res)
+            except Exception as e:
+                failed.append(f"nbs/{p['rel'].as_posix()}: HTML conversion failed: {type(e).__name__}: {e}"); continue
+            (tmp/page).parent.mkdir(parents=True, exist_ok=True)
+            (tmp/page).write_text(postprocess(body, root, doc_prefix), encoding='utf-8')
+        if failed:
+            raise BuildError(f"The docs build failed for {len(failed)} notebook(s); fix them and rerun:\n  " + '\n  '.join(failed))
+        shutil.rmtree(out, ignore_errors=True); tmp.rename(out)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
     log(f'Built {len(pages)} pages into {out} in {time.time()-t0:.1f}s '
         f'(nbdev processing {t1-t0:.1f}s, HTML {time.time()-t1:.1f}s)')
     return [p['page'] for p in pages]
