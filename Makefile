@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo docs lab readme check-sync
+.PHONY: setup test demo docs lab readme check-sync browser-deps
 
 setup: $(STAMP)
 
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-# notebooks are the source: cleaning and exporting must leave the tree as committed, README must match index
+# headless Chromium (Debian's package) and npm, for the docs build and the browser tests; never `playwright install`
+browser-deps:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+
+# notebooks are the source: cleaning and exporting must leave the tree as committed, and README must match index
 check-sync: setup
 	@before=$$(git status --porcelain); \
 	$(BIN)/nbdev-clean && $(BIN)/nbdev-export; \
@@ -22,7 +27,8 @@ check-sync: setup
 	if [ "$$before" != "$$after" ]; then echo "nbdev-clean/nbdev-export changed the tree: run them and commit."; git status --porcelain; exit 1; fi
 	$(BIN)/python tools/readme.py --check
 
-test: check-sync
+# lessons in the notebooks (slow/gpu cells skipped), then the end-to-end tests; pytest's summary line comes last
+test: check-sync browser-deps
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider
 
@@ -31,6 +37,11 @@ demo: setup
 
 readme: setup
 	$(BIN)/python tools/readme.py
+
+docs: setup browser-deps
+	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev-docs; else \
+	  $(BIN)/python tools/build_docs.py && \
+	  SB_DOCS_SITE=_docs $(BIN)/python -m pytest tests/test_docs.py -q -p no:cacheprovider -k page; fi
 
 lab: setup
 	$(BIN)/jupyter lab nbs

@@ -73,8 +73,9 @@ def render(root:Path=None) -> tuple[str, dict] | None:
     md, res = ex.from_notebook_node(nb, resources=res)
     files.update(res.get('outputs', {}))
     md = _fix_links(md, cfg.get('doc_url', ''), Path(cfg.nbs_path).relative_to(proj).as_posix())
-    md = re.sub(r'[ \t]+\n', '\n', md)
-    md = re.sub(r'\n{3,}', '\n\n', md).strip() + '\n'
+    parts = re.split(r'(^```.*?^```[ \t]*$)', md, flags=re.M|re.S)   # tidy blank lines outside code fences only
+    md = ''.join(p if i % 2 else re.sub(r'\n{3,}', '\n\n', re.sub(r'[ \t]+\n', '\n', p)) for i, p in enumerate(parts))
+    md = md.strip() + '\n'
     return md, {k: (v.encode() if isinstance(v, str) else v) for k, v in files.items()}
 
 def current(proj:Path) -> tuple[str, dict]:
