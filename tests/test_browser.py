@@ -35,8 +35,11 @@ def lab(tmp_path_factory):
     _clean_copy(NB, work/NB.name)
     notif = work/'.settings'/'@jupyterlab'/'apputils-extension'/'notification.jupyterlab-settings'
     notif.parent.mkdir(parents=True); notif.write_text(json.dumps({'fetchNews': 'false', 'checkForUpdates': False}))
+    # render every cell (no windowing), so the widgets stay in the DOM wherever the notebook is scrolled
+    tracker = work/'.settings'/'@jupyterlab'/'notebook-extension'/'tracker.jupyterlab-settings'
+    tracker.parent.mkdir(parents=True); tracker.write_text(json.dumps({'windowingMode': 'none'}))
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp/'config'), JUPYTER_RUNTIME_DIR=str(tmp/'runtime'),
-               IPYTHONDIR=str(tmp/'ipython'), OMP_NUM_THREADS='1', MPLBACKEND='Agg', PYTHONUNBUFFERED='1')
+               IPYTHONDIR=str(tmp/'ipython'), OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
     port = _free_port()
     cmd = [str(Path(sys.executable).parent/'jupyter'), 'lab', '--no-browser', '--allow-root', '--ip=127.0.0.1',
            f'--port={port}', '--ServerApp.port_retries=0', '--IdentityProvider.token=', f'--ServerApp.root_dir={work}',
@@ -83,8 +86,14 @@ def shots(tmp_path):
     d.mkdir(parents=True, exist_ok=True); return d
 
 # --- page helpers --------------------------------------------------------------------------------------------------
-_ERROR_JS = """() => { const e = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
-  return e && e.innerText.includes('Error') ? e.innerText : null; }"""
+# read from the notebook model (not the DOM): the first error output of any cell, and how many code cells have run
+_ERROR_JS = """() => { const nb = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!nb || !nb.content || !nb.content.model) return null;
+  for (const c of nb.content.model.sharedModel.cells) { if (c.cell_type !== 'code') continue;
+    for (const o of c.outputs) if (o.output_type === 'error') return o.ename + ': ' + o.evalue + '\\n' + (o.traceback || []).join('\\n'); }
+  return null; }"""
+_RUN_JS = """() => { const cells = window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells.filter(c => c.cell_type === 'code');
+  return cells.length > 0 && cells.every(c => c.execution_count); }"""
 
 def _wait(page, js:str, arg=None, timeout:int=CHANGE_TIMEOUT, what:str=''):
     "Wait until `js(arg)` is truthy; fail at once with the traceback if a cell raised."
@@ -94,7 +103,8 @@ def _wait(page, js:str, arg=None, timeout:int=CHANGE_TIMEOUT, what:str=''):
         err = page.evaluate(_ERROR_JS)
         if err: pytest.fail(f'a notebook cell failed while waiting for {what}:\n{err[-3000:]}', pytrace=False)
         if (time.time() - t0) * 1000 > timeout:
-            pytest.fail(f'timed out after {timeout / 1000:.0f} s waiting for {what}', pytrace=False)
+            seen = page.evaluate(_TEXT_JS, arg[0]) if isinstance(arg, list) else ''
+            pytest.fail(f'timed out after {timeout / 1000:.0f} s waiting for {what}; {arg[0] if seen else "it"} reads: {seen!r}', pytrace=False)
         page.wait_for_timeout(200)
 
 _TEXT_JS = "(sel) => { const e = document.querySelector(sel); return e ? e.innerText : ''; }"
@@ -128,14 +138,16 @@ def test_widgets_notebook_in_jupyterlab(lab, browser, shots):
         times['open'] = time.time() - t_start; t0 = time.time()
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
-        # the training explorer is live once its status reads "ready" and its plot is painted
-        _wait(page, _HAS_ALL_JS, ['.sb-train-status', ['rho = 0.10', 'flat_ratio = 0.50', 'ready']], timeout=RUN_ALL_TIMEOUT,
-              what='the training explorer after Run All')
-        _wait(page, _IMG_READY_JS, ['.sb-train-plot', ''], timeout=RUN_ALL_TIMEOUT, what='the training plot')
-        _wait(page, _HAS_ALL_JS, ['.sb-theory-text', ['rho = 0.10', 'SharpBalance']], timeout=RUN_ALL_TIMEOUT,
-              what='the theory explorer after Run All')
+        # Run All is done when every code cell has an execution count and the kernel is idle again
+        _wait(page, _RUN_JS, timeout=RUN_ALL_TIMEOUT, what='every cell to run')
         _wait(page, "() => document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator').dataset.status === 'idle'",
               timeout=RUN_ALL_TIMEOUT, what='the kernel to finish Run All')
+        _wait(page, _HAS_ALL_JS, ['.sb-theory-text', ['rho = 0.10', 'SharpBalance']], timeout=20_000,
+              what='the theory explorer after Run All')
+        # the training explorer is live: its status reads "ready" and its plot is painted
+        _wait(page, _HAS_ALL_JS, ['.sb-train-status', ['rho = 0.10', 'flat_ratio = 0.50', 'ready']], timeout=20_000,
+              what='the training explorer after Run All')
+        _wait(page, _IMG_READY_JS, ['.sb-train-plot', ''], timeout=20_000, what='the training plot')
         times['run_all'] = time.time() - t0
         train = page.locator('.sb-train'); train.scroll_into_view_if_needed()
         train.screenshot(path=str(shots/'1_train_initial.png'))
