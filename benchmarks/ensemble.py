@@ -1,0 +1,98 @@
+"""Ensemble speed on the built-in data, as ratios measured in one run (never asserted by a test).
+
+    .venv/bin/python benchmarks/ensemble.py [--steps 40] [--repeats 5] [--epochs 2] [--threads 1] [--device cpu]
+
+1. Stacked vs sequential steps, M = 3 members of the `mlp` on digits (batch 64): the DE (SGD), SAM and SharpBalance
+   mixed steps, taken member by member (`train._sgd_step`, `train._sam_step`, `sam.mixed_step`) against one
+   `parallel.stacked_step` for all three. Target: stacked SAM step >= 1.5x faster.
+2. The whole epoch of the default trainer (`train_ensemble`, DE, the demo `cnn`, batch 128, per-epoch evaluation
+   and logging, no checkpoints) against a plain per-member loop of SGD steps over the same batches.
+Ends with one JSON line: stacked_speedup (SAM step), stacked_speedup_sgd, stacked_speedup_mixed, trainer_over_loop.
+On a GPU (`--device cuda`) the same script also prints the throughput per member (samples/s) of each step."""
+import argparse, copy, json, statistics, time
+import torch
+from sharpbalance.core import set_seed, get_device
+from sharpbalance import data as sbdata, models as sbmodels
+from sharpbalance.sam import SAM, mixed_step
+from sharpbalance.parallel import Stack, StackedSAM, stacked_step
+from sharpbalance.train import TrainConfig, train_ensemble, _sam_step, _sgd_step
+
+p = argparse.ArgumentParser()
+p.add_argument("--steps", type=int, default=40); p.add_argument("--repeats", type=int, default=5)
+p.add_argument("--epochs", type=int, default=2); p.add_argument("--threads", type=int, default=1)
+p.add_argument("--device", default="cpu"); p.add_argument("--model", default="mlp"); p.add_argument("--batch_size", type=int, default=64)
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+dev = get_device(args.device)
+sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+bundle = sbdata.load("digits")
+X, Y = (t.to(dev) for t in bundle.train.tensors)
+M, bs, f = 3, args.batch_size, 0.73  # f: a typical SharpBalance SAM share at flat_ratio 0.5 (see benchmarks/steps.py)
+kw = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+g = torch.Generator().manual_seed(0)
+idx = [torch.stack([torch.randperm(len(Y), generator=g)[:bs] for _ in range(M)]).to(dev) for _ in range(args.steps)]
+masks = [torch.rand(M, bs, generator=g).to(dev) < f for _ in range(args.steps)]
+
+def nets():
+    set_seed(0); return [sbmodels.create(args.model, bundle.n_classes, bundle.input_shape).to(dev).train() for _ in range(M)]
+
+def time_seq(kind):
+    ms = nets()
+    opts = [torch.optim.SGD(m.parameters(), **kw) if kind == "sgd" else SAM(m.parameters(), torch.optim.SGD, rho=0.2, **kw) for m in ms]
+    def step(i):
+        for k, (m, o) in enumerate(zip(ms, opts)):
+            x, y = X[idx[i][k]], Y[idx[i][k]]
+            if kind == "sgd": _sgd_step(m, o, x, y)
+            elif kind == "sam": _sam_step(m, o, x, y)
+            else: mixed_step(m, o, x, y, masks[i][k])
+    for i in range(3): step(i)
+    sync(); t = time.perf_counter()
+    for i in range(args.steps): step(i)
+    sync(); return (time.perf_counter() - t) / args.steps
+
+def time_stacked(kind):
+    st = Stack(nets()).train(); ps = list(st.params.values())
+    opt = torch.optim.SGD(ps, **kw) if kind == "sgd" else StackedSAM(ps, torch.optim.SGD, rho=0.2, **kw)
+    def step(i):
+        x, y = X[idx[i]], Y[idx[i]]
+        stacked_step(st, opt, x, y, masks[i] if kind == "mixed" else None, sam=kind != "sgd")
+    for i in range(3): step(i)
+    sync(); t = time.perf_counter()
+    for i in range(args.steps): step(i)
+    sync(); return (time.perf_counter() - t) / args.steps
+
+print(f"device {dev}, {args.threads} thread(s), M = {M}, model {args.model}, batch {bs}, {args.steps} steps x {args.repeats} repeats")
+times = {(k, s): [] for k in ("sgd", "sam", "mixed") for s in ("sequential", "stacked")}
+for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all alike
+    for (k, s) in times: times[(k, s)].append((time_seq if s == "sequential" else time_stacked)(k))
+med = {key: statistics.median(v) for key, v in times.items()}
+speed = {}
+for k in ("sgd", "sam", "mixed"):
+    a, b = med[(k, "sequential")], med[(k, "stacked")]; speed[k] = a / b
+    print(f"{k:>5} step, all {M} members: sequential {a*1e3:7.2f} ms, stacked {b*1e3:7.2f} ms -> {speed[k]:.2f}x"
+          f"   ({bs / b:,.0f} samples/s per member stacked, {bs / a:,.0f} sequential)")
+print(f"stacked SAM step speed-up = {speed['sam']:.2f}x (target >= 1.5x)")
+
+# 2. whole epochs: the trainer against a plain loop over the same batches
+cfg = TrainConfig(method="de", seed="13 17 27", epochs=args.epochs, lr=0.05, progress=False, device=str(dev), workers=0)
+def plain_loop():
+    ms, gens = [], []
+    for s in cfg.seed:
+        set_seed(s); ms.append(sbmodels.create(cfg.model, bundle.n_classes, bundle.input_shape).to(dev).train())
+        gens.append(torch.Generator().manual_seed(s))
+    opts = [torch.optim.SGD(m.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay) for m in ms]
+    for _ in range(cfg.epochs):
+        for m, o, gn in zip(ms, opts, gens):
+            for _, x, y in sbdata.iterate(bundle.train, cfg.batch_size, shuffle=True, generator=gn):
+                _sgd_step(m, o, x.to(dev), y.to(dev))
+    sync()
+tt, tl = [], []
+for _ in range(max(1, args.repeats // 2)):
+    t = time.perf_counter(); train_ensemble(cfg, bundle); sync(); tt.append(time.perf_counter() - t)
+    t = time.perf_counter(); plain_loop(); tl.append(time.perf_counter() - t)
+trainer, loop = statistics.median(tt), statistics.median(tl)
+print(f"{cfg.epochs} epochs of {M} '{cfg.model}' members (DE, batch {cfg.batch_size}): trainer {trainer:.2f} s "
+      f"(evaluation and logs included), plain loop {loop:.2f} s -> trainer / loop = {trainer/loop:.2f}")
+print(json.dumps(dict(stacked_speedup=round(speed["sam"], 3), stacked_speedup_sgd=round(speed["sgd"], 3),
+                      stacked_speedup_mixed=round(speed["mixed"], 3), trainer_over_loop=round(trainer / loop, 3))))
