@@ -133,7 +133,7 @@ def sam_subsets(scores, # [M, N] per-sample scores (row j = member j), or a list
                 boost:bool=False, # sharpbalance rule only: give C \ C_i instead of C_i (official CIFAR-10 variant)
                 seed:int=0 # seed of the random / same ablations
                ) -> list[torch.Tensor]: # M bool [N] masks, True = trained with SAM by that member
-    "Each member's SAM subset $\mathcal{D}_{\text{SAM}}^i$ from all members' per-sample scores."
+    r"Each member's SAM subset $\mathcal{D}_{\text{SAM}}^i$ from all members' per-sample scores."
     _check_ratio(flat_ratio)
     if rule not in RULES: raise SBError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}.")
     if tail not in TAILS: raise SBError(f"unknown tail {tail!r}; use low (the official code) or high (the paper's figure).")
