@@ -77,6 +77,7 @@ def test_every_notebook_has_a_page(site):
 def check_page(browser, base:str, page:str, html_src:str, shot=None, wait_ms=20000) -> tuple[list, list]:
     "Load `base+page` with outside requests aborted; return (problems a reader would hit, sidebar links)."
     ctx = browser.new_context(viewport={'width': 1280, 'height': 900})
+    ctx.set_default_timeout(90_000)   # 2 cores shared with other jobs: a heavy page can take a while to load
     pg = ctx.new_page()
     errors, outside, failed, bad = [], [], [], []
     pg.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
@@ -161,8 +162,8 @@ def _mini_nbs(tmp:Path, broken=False) -> Path:
     out = lambda t: [new_output('stream', name='stdout', text=t)]
     nbformat.write(new_notebook(cells=[
         new_code_cell('#| default_exp mini'),
-        new_markdown_cell('# Mini module\n\n> A summary line.'),
-        new_code_cell('#| export\ndef twice(x:int, # the number\n          ):\n    "Double `x`."\n    return 2*x'),
+        new_markdown_cell('# Mini module\n\n> A summary line\n> that goes on.'),
+        new_code_cell('#| export\ndef twice(x:int, # the number $\\rho$\n          ):\n    "Double `x`."\n    return 2*x'),
         new_code_cell('#| exports\ndef thrice(x): "Triple `x`."; return 3*x'),
         new_code_cell('#| hide\nprint("HIDDEN-CELL")', outputs=out('HIDDEN-OUT\n')),
         new_code_cell('#| echo: false\nprint("ECHO-SRC")', outputs=out('ECHO-OUT\n')),
@@ -185,8 +186,11 @@ def test_build_applies_nbdev_directives(tmp_path):
     pages = sorted(p.relative_to(out).as_posix() for p in out.rglob('*.html') if '_static' not in p.parts)
     assert pages == ['mini.html', 'tutorials/walk.html'], pages          # prefix dropped, _draft skipped
     h = (out/'mini.html').read_text()
-    assert '<title>Mini module' in h and 'A summary line.' in h
+    assert '<title>Mini module' in h and 'A summary line that goes on.' in h   # a two-line summary is kept whole
     assert 'id="twice"' in h and 'the number' in h, 'show_doc of the exported function (with docments) is missing'
+    assert re.search(r'id="twice".*?<pre class="tex2jax_process">.*?the number \$\\rho\$', h, re.S), \
+        "the signature's docments should be typeset (MathJax skips an unmarked <pre>)"
+    assert h.count('tex2jax_process"') == 2, 'only show_doc signatures (twice, thrice) are marked for MathJax'
     assert 'def twice' not in re.sub(r'<div class="jp-RenderedHTMLCommon.*?</div>', '', h, flags=re.S), \
         'the exported source should not be shown (only its show_doc)'
     assert '<details class="sb-fold"' in h and 'Exported source' in h       # #| exports: folded source

@@ -107,12 +107,25 @@ def split_directives(src:str):
 
 def _false(v): return str(v).strip().lower() in ('false', 'no', '0')
 
+_re_summary = re.compile(r'^>[ \t]*(\S.*)\n((?:>[ \t]*\S.*(?:\n|$))+)', re.M)
+
+def join_summary(nb):
+    "Join a `> summary` written over several `>` lines into one line in the title cell (nbdev keeps only the first line)."
+    for c in nb.cells:
+        if c.cell_type != 'markdown' or not re.search(r'^#\s+\S', c.source, re.M): continue
+        def one(m):
+            rest = [l.lstrip('>').strip() for l in m.group(2).splitlines()]
+            return '> ' + ' '.join([m.group(1).strip()] + rest) + ('\n' if m.group(2).endswith('\n') else '')
+        c.source = _re_summary.sub(one, c.source, count=1)
+        return
+
 def process(path:Path):
     "Run nbdev's docs processors on one notebook; return (nbformat notebook, frontmatter dict)."
     import nbformat, yaml
     from fastcore.nbio import read_nb, nb2str
     from nbdev.processors import FilterDefaults
     nb = read_nb(path)
+    join_summary(nb)
     proc = FilterDefaults().nb_proc(nb)
     try: proc.process()
     finally:
@@ -186,6 +199,9 @@ def slug(text:str, seen:dict) -> str:
     n = seen.get(s, 0); seen[s] = n + 1
     return s if n == 0 else f'{s}-{n}'
 
+# show_doc's signature: a heading, then a highlighted `def`/`class` block whose docments may hold TeX ($\rho$)
+_re_sig = re.compile(r'(</h[2-6]>\s*<div class="highlight"><pre)(>\s*<span></span><span class="k">(?:def|class)</span>)')
+
 _re_h = re.compile(r'<h([1-6]) id="([^"]*)">(.*?)<a class="anchor-link" href="#[^"]*">(.*?)</a>\s*</h\1>', re.S)
 
 def postprocess(page:str, rel_root:str, doc_prefix:str) -> str:
@@ -196,6 +212,7 @@ def postprocess(page:str, rel_root:str, doc_prefix:str) -> str:
         i = slug(html.unescape(re.sub(r'<[^>]+>', '', inner)), seen)
         return f'<h{lvl} id="{i}">{inner}<a class="anchor-link" href="#{i}">{anchor}</a></h{lvl}>'
     page = _re_h.sub(h, page)
+    page = _re_sig.sub(r'\1 class="tex2jax_process"\2', page)   # MathJax skips <pre> unless marked so
     if doc_prefix: page = page.replace(f'href="{doc_prefix}', f'href="{rel_root}')
     def nblink(m):  # markdown links to notebooks -> their pages
         target, frag = m.group(1), m.group(2) or ''
@@ -277,7 +294,7 @@ body.sb-page { margin: 0; padding: 0; background: #fff; display: flex; align-ite
 .sb-sidebar li a.sb-current { background: #2a5db0; color: #fff; }
 .sb-sidebar li.sb-group { margin-top: .9rem; padding: 0 .5rem .2rem; color: #666; font-size: 12px;
   text-transform: uppercase; letter-spacing: .05em; }
-main.sb-main { flex: 1 1 auto; min-width: 0; max-width: 60rem; padding: 1.5rem 2.5rem 4rem; box-sizing: border-box; }
+main.sb-main { flex: 1 1 auto; min-width: 0; max-width: 72rem; padding: 1.5rem 2.5rem 4rem; box-sizing: border-box; }
 main.sb-main h1:first-child, .sb-main .jp-MarkdownCell:first-child h1 { margin-top: 0; }
 .sb-main .jp-RenderedMarkdown pre { background: var(--jp-cell-editor-background); padding: .5rem .7rem;
   border: 1px solid var(--jp-cell-editor-border-color); border-radius: 2px; }
@@ -286,7 +303,13 @@ main.sb-main h1:first-child, .sb-main .jp-MarkdownCell:first-child h1 { margin-t
 .sb-main .jp-OutputArea-output[data-mime-type="text/markdown"] { padding: 0; }
 .sb-main .jp-OutputArea-output[data-mime-type="text/markdown"] hr { margin: 1.2rem 0 .6rem; }
 .sb-main .jp-InputArea, .sb-main .jp-InputArea-editor { overflow-x: auto; }
+/* long code lines wrap instead of hiding behind a scroll bar (a screenshot or a printout shows all of them) */
+.sb-main .jp-InputArea-editor pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 .sb-main .jupyter-widgets { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1); }
+/* a saved ipywidgets Image keeps its own size (a flex column would stretch it, blurring the figure) */
+.sb-main .widget-image { align-self: flex-start; max-width: 100%; height: auto; }
+/* display math wider than the column scrolls instead of running under the page edge */
+.sb-main mjx-container[display="true"] { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
 details.sb-fold > summary { cursor: pointer; color: #555; font-size: 13px; margin: .2rem 0; }
 @media (max-width: 800px) {
   body.sb-page { display: block; }
