@@ -1,5 +1,4 @@
-"""Built-in digits and MNIST-1D, CIFAR-10/100 and Tiny-ImageNet from disk, their corrupted (OOD) versions, and
-a batch iterator whose order is fixed by a generator.
+"""Built-in digits and MNIST-1D, CIFAR-10/100 and Tiny-ImageNet from disk, their corrupted (OOD) versions, and a batch iterator whose order is fixed by a generator.
 
 Docs: https://sharpbalance.github.io/sharpbalance/data.html.md"""
 

@@ -83,7 +83,7 @@ def plane_losses(model:nn.Module, # the centre $w$ (evaluated in eval mode; neve
 def interpolate(model_a:nn.Module, # the member at $\alpha=0$ (never modified)
                 model_b:nn.Module, # the member at $\alpha=1$, same architecture (never modified)
                 batches, # iterable of `(x, y)` to evaluate on
-                alphas=np.linspace(0, 1, 11), # the points $\alpha$ of the path
+                alphas=(0, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1), # the points $\alpha$ of the path
                 bn_batches=None, # batches to recompute BatchNorm statistics at each $\alpha$ (None: interpolate them)
                 loss_fn=F.cross_entropy, # batch-mean loss `loss_fn(logits, y)`
                ) -> dict:

@@ -1,5 +1,4 @@
-"""A registry of the networks an ensemble member can be: small CPU models for the built-in data, and the
-paper's CIFAR ResNet-18 and Wide-ResNet for real benchmarks.
+"""A registry of the networks an ensemble member can be: small CPU models for the built-in data, and the paper's CIFAR ResNet-18 and Wide-ResNet for real benchmarks.
 
 Docs: https://sharpbalance.github.io/sharpbalance/models.html.md"""
 

@@ -1,5 +1,4 @@
-"""Sharpness-aware minimisation (SAM / ASAM) as a wrapper around any torch optimizer, and SharpBalance's
-mixed step: SAM on the samples of a subset, plain ERM on the rest, in one update.
+"""Sharpness-aware minimisation (SAM / ASAM) as a wrapper around any torch optimizer, and SharpBalance's mixed step: SAM on the samples of a subset, plain ERM on the rest, in one update.
 
 Docs: https://sharpbalance.github.io/sharpbalance/sam.html.md"""
 

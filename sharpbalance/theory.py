@@ -1,5 +1,4 @@
-"""The paper's linear-regression model of the sharpness-diversity trade-off: closed forms from random-matrix
-theory, a seeded simulation that checks them, and the four experiments of the official notebook.
+"""The paper's linear-regression model of the sharpness-diversity trade-off: closed forms from random-matrix theory, a seeded simulation that checks them, and the four experiments of the official notebook.
 
 Docs: https://sharpbalance.github.io/sharpbalance/theory.html.md"""
 

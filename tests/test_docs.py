@@ -1,6 +1,6 @@
 """Browser check of the offline docs site: build it once (tools/build_docs.py), serve it on 127.0.0.1,
 load every page in headless Chromium with every outside request aborted, and check what a reader sees."""
-import functools, http.server, importlib.util, os, re, shutil, subprocess, sys, threading
+import functools, http.server, importlib.util, os, re, shutil, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 
@@ -83,6 +83,9 @@ def check_page(browser, base:str, page:str, html_src:str, shot=None, wait_ms=200
     pg.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
     pg.on('pageerror', lambda e: errors.append(str(e)))
     pg.on('requestfailed', lambda r: None if r.url in outside else failed.append(f'{r.url} ({r.failure})'))
+    inflight = set()   # our own count of open requests (Playwright's 'networkidle' sometimes never fires on a big page)
+    pg.on('request', lambda r: inflight.add(r))
+    pg.on('requestfinished', lambda r: inflight.discard(r)); pg.on('requestfailed', lambda r: inflight.discard(r))
     pg.on('response', lambda r: bad.append(f'{r.url} -> {r.status}') if r.status >= 400 else None)
     def route(r):
         if r.request.url.startswith(base) or r.request.url.startswith('data:'): r.continue_()
@@ -100,7 +103,12 @@ def check_page(browser, base:str, page:str, html_src:str, shot=None, wait_ms=200
         if widgets:
             try: pg.wait_for_selector('.jupyter-widgets', timeout=wait_ms)
             except Exception: problems.append('saved widgets did not render')
-        pg.wait_for_load_state('networkidle')
+        quiet, t_end = 0, time.time() + wait_ms / 1000   # settled: no open request for 0.5 s and every <img> decoded
+        while quiet < 5 and time.time() < t_end:
+            done = not inflight and pg.evaluate('() => Array.from(document.images).every(i => i.complete)')
+            quiet = quiet + 1 if done else 0
+            pg.wait_for_timeout(100)
+        if quiet < 5: problems.append(f'the page never settled: {len(inflight)} open request(s) {[r.url[:80] for r in inflight]}')
         if shot: pg.screenshot(path=str(shot), full_page=True)
         if outside: problems.append(f'asked for outside resources: {outside}')
         if failed: problems.append(f'failed requests: {failed}')
