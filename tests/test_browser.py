@@ -8,9 +8,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT/'nbs'/'10_widgets.ipynb'
-CHROMIUM = '/usr/bin/chromium'
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--disable-quic']
 RUN_ALL_TIMEOUT = 240_000  # ms: the notebook's own lessons run first (about 35 s on 2 busy cores)
 CHANGE_TIMEOUT = 90_000    # ms: one slider move retrains at most two small ensembles (a few seconds)
 
@@ -65,19 +62,6 @@ def lab(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL); proc.wait(5)
         log.close()
-
-@pytest.fixture(scope='module')
-def browser():
-    "Headless Chromium from the Debian package (never `playwright install`); missing is a failure in CI."
-    if not Path(CHROMIUM).exists():
-        if os.environ.get('CI', '').lower() == 'true':
-            pytest.fail(f'{CHROMIUM} is missing in CI: install it with `apt-get install -y chromium`.', pytrace=False)
-        pytest.skip(f'{CHROMIUM} is missing: install it (`apt-get install -y chromium`) to run the browser test.')
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 @pytest.fixture
 def shots(tmp_path):

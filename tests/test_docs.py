@@ -5,9 +5,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = '/usr/bin/chromium'
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--disable-quic']
 # SB_DOCS_NBS: check another notebook folder; SB_DOCS_SITE: check an already built site (make docs) instead of building;
 # SB_DOCS_SHOTS: keep the page screenshots there
 NBS = Path(os.environ.get('SB_DOCS_NBS', ROOT/'nbs'))
@@ -44,19 +41,6 @@ def server(site):
     th = threading.Thread(target=httpd.serve_forever, daemon=True); th.start()
     yield f'http://127.0.0.1:{httpd.server_address[1]}/'
     httpd.shutdown(); httpd.server_close()
-
-@pytest.fixture(scope='session')
-def browser():
-    "Headless Chromium from the Debian package (never `playwright install`); missing is a failure in CI."
-    if not Path(CHROMIUM).exists():
-        if os.environ.get('CI', '').lower() == 'true':
-            pytest.fail(f'{CHROMIUM} is missing in CI: install it with `apt-get install -y chromium`.', pytrace=False)
-        pytest.skip(f'{CHROMIUM} is missing: install it (`apt-get install -y chromium`) to run the docs browser tests.')
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 @pytest.fixture(scope='session')
 def shots(tmp_path_factory):
