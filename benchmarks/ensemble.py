@@ -1,12 +1,13 @@
 """Ensemble speed on the built-in data, as ratios measured in one run (never asserted by a test).
 
-    .venv/bin/python benchmarks/ensemble.py [--steps 40] [--repeats 5] [--epochs 2] [--threads 1] [--device cpu]
+    .venv/bin/python benchmarks/ensemble.py [--steps 40] [--repeats 5] [--epochs 2] [--threads 1] [--device cpu] [--sweep]
 
 1. Stacked vs sequential steps, M = 3 members of the `mlp` on digits (batch 64): the DE (SGD), SAM and SharpBalance
    mixed steps, taken member by member (`train._sgd_step`, `train._sam_step`, `sam.mixed_step`) against one
    `parallel.stacked_step` for all three. Target: stacked SAM step >= 1.5x faster.
 2. The whole epoch of the default trainer (`train_ensemble`, DE, the demo `cnn`, batch 128, per-epoch evaluation
    and logging, no checkpoints) against a plain per-member loop of SGD steps over the same batches.
+With --sweep, also the stacked SAM speed-up for mlp on digits and cnn1d on mnist1d at batches 8 to 512.
 Ends with one JSON line: stacked_speedup (SAM step), stacked_speedup_sgd, stacked_speedup_mixed, trainer_over_loop.
 On a GPU (`--device cuda`) the same script also prints the throughput per member (samples/s) of each step."""
 import argparse, copy, json, statistics, time
@@ -21,60 +22,68 @@ p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=40); p.add_argument("--repeats", type=int, default=5)
 p.add_argument("--epochs", type=int, default=2); p.add_argument("--threads", type=int, default=1)
 p.add_argument("--device", default="cpu"); p.add_argument("--model", default="mlp"); p.add_argument("--batch_size", type=int, default=64)
+p.add_argument("--sweep", action="store_true", help="also print the stacked SAM speed-up for mlp/digits and cnn1d/mnist1d at batches 8-512")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 dev = get_device(args.device)
 sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-bundle = sbdata.load("digits")
-X, Y = (t.to(dev) for t in bundle.train.tensors)
-M, bs, f = 3, args.batch_size, 0.73  # f: a typical SharpBalance SAM share at flat_ratio 0.5 (see benchmarks/steps.py)
+M, f = 3, 0.73  # f: a typical SharpBalance SAM share at flat_ratio 0.5 (see benchmarks/steps.py)
 kw = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
 
-g = torch.Generator().manual_seed(0)
-idx = [torch.stack([torch.randperm(len(Y), generator=g)[:bs] for _ in range(M)]).to(dev) for _ in range(args.steps)]
-masks = [torch.rand(M, bs, generator=g).to(dev) < f for _ in range(args.steps)]
+def step_times(data, model, bs, kinds=("sgd", "sam", "mixed"), steps=args.steps, repeats=args.repeats):
+    "Median seconds per step of all M members, member by member and stacked: {(kind, 'sequential'|'stacked'): s}."
+    bundle = sbdata.load(data); X, Y = (t.to(dev) for t in bundle.train.tensors)
+    g = torch.Generator().manual_seed(0)
+    idx = [torch.stack([torch.randperm(len(Y), generator=g)[:bs] for _ in range(M)]).to(dev) for _ in range(steps)]
+    masks = [torch.rand(M, bs, generator=g).to(dev) < f for _ in range(steps)]
+    def nets():
+        set_seed(0); return [sbmodels.create(model, bundle.n_classes, bundle.input_shape).to(dev).train() for _ in range(M)]
+    def time_seq(kind):
+        ms = nets()
+        opts = [torch.optim.SGD(m.parameters(), **kw) if kind == "sgd" else SAM(m.parameters(), torch.optim.SGD, rho=0.2, **kw) for m in ms]
+        def step(i):
+            for k, (m, o) in enumerate(zip(ms, opts)):
+                x, y = X[idx[i][k]], Y[idx[i][k]]
+                if kind == "sgd": _sgd_step(m, o, x, y)
+                elif kind == "sam": _sam_step(m, o, x, y)
+                else: mixed_step(m, o, x, y, masks[i][k])
+        for i in range(3): step(i)
+        sync(); t = time.perf_counter()
+        for i in range(steps): step(i)
+        sync(); return (time.perf_counter() - t) / steps
+    def time_stacked(kind):
+        st = Stack(nets()).train(); ps = list(st.params.values())
+        opt = torch.optim.SGD(ps, **kw) if kind == "sgd" else StackedSAM(ps, torch.optim.SGD, rho=0.2, **kw)
+        def step(i):
+            stacked_step(st, opt, X[idx[i]], Y[idx[i]], masks[i] if kind == "mixed" else None, sam=kind != "sgd")
+        for i in range(3): step(i)
+        sync(); t = time.perf_counter()
+        for i in range(steps): step(i)
+        sync(); return (time.perf_counter() - t) / steps
+    times = {(k, s): [] for k in kinds for s in ("sequential", "stacked")}
+    for _ in range(repeats):  # interleaved, so drifts in machine load hit all alike
+        for (k, s) in times: times[(k, s)].append((time_seq if s == "sequential" else time_stacked)(k))
+    return {key: statistics.median(v) for key, v in times.items()}
 
-def nets():
-    set_seed(0); return [sbmodels.create(args.model, bundle.n_classes, bundle.input_shape).to(dev).train() for _ in range(M)]
-
-def time_seq(kind):
-    ms = nets()
-    opts = [torch.optim.SGD(m.parameters(), **kw) if kind == "sgd" else SAM(m.parameters(), torch.optim.SGD, rho=0.2, **kw) for m in ms]
-    def step(i):
-        for k, (m, o) in enumerate(zip(ms, opts)):
-            x, y = X[idx[i][k]], Y[idx[i][k]]
-            if kind == "sgd": _sgd_step(m, o, x, y)
-            elif kind == "sam": _sam_step(m, o, x, y)
-            else: mixed_step(m, o, x, y, masks[i][k])
-    for i in range(3): step(i)
-    sync(); t = time.perf_counter()
-    for i in range(args.steps): step(i)
-    sync(); return (time.perf_counter() - t) / args.steps
-
-def time_stacked(kind):
-    st = Stack(nets()).train(); ps = list(st.params.values())
-    opt = torch.optim.SGD(ps, **kw) if kind == "sgd" else StackedSAM(ps, torch.optim.SGD, rho=0.2, **kw)
-    def step(i):
-        x, y = X[idx[i]], Y[idx[i]]
-        stacked_step(st, opt, x, y, masks[i] if kind == "mixed" else None, sam=kind != "sgd")
-    for i in range(3): step(i)
-    sync(); t = time.perf_counter()
-    for i in range(args.steps): step(i)
-    sync(); return (time.perf_counter() - t) / args.steps
-
+bs = args.batch_size
 print(f"device {dev}, {args.threads} thread(s), M = {M}, model {args.model}, batch {bs}, {args.steps} steps x {args.repeats} repeats")
-times = {(k, s): [] for k in ("sgd", "sam", "mixed") for s in ("sequential", "stacked")}
-for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all alike
-    for (k, s) in times: times[(k, s)].append((time_seq if s == "sequential" else time_stacked)(k))
-med = {key: statistics.median(v) for key, v in times.items()}
-speed = {}
+med, speed = step_times("digits", args.model, bs), {}
 for k in ("sgd", "sam", "mixed"):
     a, b = med[(k, "sequential")], med[(k, "stacked")]; speed[k] = a / b
     print(f"{k:>5} step, all {M} members: sequential {a*1e3:7.2f} ms, stacked {b*1e3:7.2f} ms -> {speed[k]:.2f}x"
           f"   ({bs / b:,.0f} samples/s per member stacked, {bs / a:,.0f} sequential)")
 print(f"stacked SAM step speed-up = {speed['sam']:.2f}x (target >= 1.5x)")
+if args.sweep:  # where stacking pays: per-step overhead (small batches) against arithmetic (large ones)
+    print("stacked SAM step speed-up by model and batch (sequential / stacked):")
+    for data, model in (("digits", "mlp"), ("mnist1d", "cnn1d")):
+        row = []
+        for b_ in (8, 32, 128, 512):
+            t = step_times(data, model, b_, kinds=("sam",), steps=max(10, args.steps // 2))
+            row.append(f"batch {b_:3d}: {t[('sam', 'sequential')] / t[('sam', 'stacked')]:.2f}x")
+        print(f"  {model:5s} on {data:7s}  " + "   ".join(row))
 
 # 2. whole epochs: the trainer against a plain loop over the same batches
+bundle = sbdata.load("digits")
 cfg = TrainConfig(method="de", seed="13 17 27", epochs=args.epochs, lr=0.05, progress=False, device=str(dev), workers=0)
 def plain_loop():
     ms, gens = [], []

@@ -16,7 +16,7 @@ from .core import SBError
 from .data import iterate
 
 # %% auto #0
-__all__ = ['SCORE_KINDS', 'TAILS', 'RULES', 'per_sample_sharpness', 'sam_subsets', 'sam_share', 'overlap']
+__all__ = ['SCORE_KINDS', 'ENGINES', 'TAILS', 'RULES', 'per_sample_sharpness', 'sam_subsets', 'sam_share', 'overlap']
 
 # %% ../nbs/04_balance.ipynb #3fe1bcde
 def _batches(data, # a `(X, Y)` tuple of tensors or a `Dataset` yielding `(x, y)`
@@ -35,11 +35,10 @@ def _restore_modes(modes:dict):
     for m, t in modes.items(): m.training = t
 
 # %% ../nbs/04_balance.ipynb #117fce13
-def _fisher(model, data, batch_size, loss_fn, device):
-    "Squared per-sample gradient norms, chunk by chunk."
+def _fisher_vmap(model, data, batch_size, loss_fn, device):
+    "Squared per-sample gradient norms by `vmap(grad)`, chunk by chunk."
     named = dict(model.named_parameters())
     params = {k: v.detach() for k, v in named.items() if v.requires_grad}
-    if not params: raise SBError("the model has no trainable parameters; unfreeze some (requires_grad=True) before scoring.")
     frozen = {k: v.detach() for k, v in named.items() if not v.requires_grad}
     buffers = dict(model.named_buffers())
     def loss1(p, x, y): return loss_fn(functional_call(model, (p, frozen, buffers), (x.unsqueeze(0),)), y.unsqueeze(0))
@@ -47,11 +46,75 @@ def _fisher(model, data, batch_size, loss_fn, device):
     f = vmap(sqnorm, in_dims=(None, 0, 0))
     return [f(params, x.to(device), y.to(device)).detach().float().cpu() for x, y in _batches(data, batch_size)]
 
+# %% ../nbs/04_balance.ipynb #ead37666
+_CONVS, _BNS = (nn.Conv1d, nn.Conv2d), (nn.BatchNorm1d, nn.BatchNorm2d)
+
+def _hookable(mod:nn.Module) -> bool:
+    "Whether the hooks engine knows the per-sample gradient of `mod`'s weight and bias (in eval mode)."
+    if isinstance(mod, nn.Linear): return True
+    if isinstance(mod, _CONVS): return mod.groups == 1 and mod.padding_mode == "zeros" and not isinstance(mod.padding, str)
+    return isinstance(mod, _BNS) and mod.running_mean is not None
+
+def _hook_layers(model:nn.Module):
+    "The layers holding the trainable parameters, or None if some trainable parameter is outside a hookable layer."
+    layers, owned = [], set()
+    for mod in model.modules():
+        mine = [(n, p) for n, p in mod.named_parameters(recurse=False) if p.requires_grad]
+        if not mine: continue
+        if not _hookable(mod) or any(n not in ("weight", "bias") or id(p) in owned for n, p in mine): return None
+        owned.update(id(p) for _, p in mine); layers.append(mod)
+    return layers
+
+def _sq_outer(g, a):
+    "Per-sample $\\lVert \\sum_t g_t a_t^\\top \\rVert_F^2$ for g [N, T, p] and a [N, T, q], by the cheaper form."
+    T, p, q = g.shape[1], g.shape[2], a.shape[2]
+    if T * (p + q) < p * q: return (g @ g.transpose(1, 2) * (a @ a.transpose(1, 2))).sum((1, 2))
+    return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
+
+def _layer_sqnorm(mod, a, g):
+    "Squared per-sample gradient norm of `mod`'s trainable weight and bias from its input `a` and output gradient `g`."
+    w, b = mod.weight, mod.bias
+    w = w if w is not None and w.requires_grad else None
+    b = b if b is not None and b.requires_grad else None
+    if isinstance(mod, _BNS):
+        g, a = g.reshape(*g.shape[:2], -1), a.reshape(*a.shape[:2], -1)   # [N, C, T]
+        out = g.sum(2).pow(2).sum(1) if b is not None else 0
+        if w is not None: out = out + (g * (a - mod.running_mean[:, None]) * torch.rsqrt(mod.running_var[:, None] + mod.eps)).sum(2).pow(2).sum(1)
+        return out
+    if isinstance(mod, nn.Linear): g, a = g.reshape(len(g), -1, g.shape[-1]), a.reshape(len(a), -1, a.shape[-1])
+    else:
+        k, d, p, s = mod.kernel_size, mod.dilation, mod.padding, mod.stride
+        if isinstance(mod, nn.Conv1d): a, k, d, p, s = a.unsqueeze(2), (1, *k), (1, *d), (0, *p), (1, *s)
+        a, g = F.unfold(a, k, dilation=d, padding=p, stride=s).transpose(1, 2), g.flatten(2).transpose(1, 2)  # [N, T, q], [N, T, p]
+    out = _sq_outer(g, a) if w is not None else 0
+    return out + g.sum(1).pow(2).sum(1) if b is not None else out
+
+class _NotHookable(Exception): "A layer ran twice in one forward pass."
+
+def _fisher_hooks(model, data, batch_size, loss_fn, device, layers):
+    "Squared per-sample gradient norms from one batched backward pass per chunk and per-layer formulas."
+    per_sample = vmap(lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0)))
+    out = []
+    for x, y in _batches(data, batch_size):
+        seen = {}
+        def catch(mod, inp, z):
+            if mod in seen: raise _NotHookable
+            rec = seen[mod] = [inp[0].detach(), None]
+            z.register_hook(lambda g: rec.__setitem__(1, g))
+        handles = [m.register_forward_hook(catch) for m in layers]
+        try:
+            x = x.to(device)  # backpropagate to the input (no weight-gradient kernels), or to the weights for integer inputs
+            wrt = [x.requires_grad_(True)] if x.is_floating_point() else [p for m in layers for p in m.parameters() if p.requires_grad]
+            with torch.enable_grad(): torch.autograd.grad(per_sample(model(x), y.to(device)).sum(), wrt)
+        finally:
+            for h in handles: h.remove()
+        with torch.no_grad(): out.append(sum(_layer_sqnorm(m, a, g) for m, (a, g) in seen.items()).float().cpu())
+    return out
+
 # %% ../nbs/04_balance.ipynb #47164187
 def _loss_diff(model, data, batch_size, rho, loss_fn, device):
     "Per-sample loss increase under one SAM ascent step per chunk."
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params: raise SBError("the model has no trainable parameters; unfreeze some (requires_grad=True) before scoring.")
     per_sample = vmap(lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0)))
     out = []
     for x, y in _batches(data, batch_size):
@@ -74,25 +137,38 @@ def _loss_diff(model, data, batch_size, rho, loss_fn, device):
     return out
 
 # %% ../nbs/04_balance.ipynb #ca25e9ab
-SCORE_KINDS = ("fisher", "loss_diff")
+SCORE_KINDS, ENGINES = ("fisher", "loss_diff"), ("auto", "hooks", "vmap")
 
 def per_sample_sharpness(model:nn.Module, # one ensemble member
                          data, # a `Dataset` yielding `(x, y)` (use the un-augmented training set) or a tuple `(X, Y)`
                          kind:str="fisher", # "fisher": squared per-sample gradient norm; "loss_diff": loss increase under a SAM step
-                         batch_size:int=256, # samples per chunk; Fisher holds batch_size x n_params gradient floats at once (lower it for big models); loss_diff takes one SAM step per chunk
+                         batch_size:int=128, # samples per chunk (the official loss_diff batch); loss_diff takes one SAM step per chunk
                          rho:float=0.05, # SAM radius for "loss_diff"
                          loss_fn=F.cross_entropy, # loss of a batch, mean-reduced; called on one sample at a time for the scores
-                         device=None # where to compute; default the model's device
+                         device=None, # where to compute; default the model's device
+                         engine:str="auto" # Fisher only: "hooks" (one backward pass + per-layer norms), "vmap" (per-sample gradients) or "auto"
                         ) -> torch.Tensor: # float32 [N] on the CPU, in dataset order
     "Per-sample sharpness score of every sample in `data` for `model` (larger = sharper)."
     if kind not in SCORE_KINDS: raise SBError(f"unknown score kind {kind!r}; use one of {', '.join(SCORE_KINDS)}.")
+    if engine not in ENGINES: raise SBError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}.")
     if not isinstance(batch_size, int) or batch_size < 1: raise SBError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if kind == "loss_diff" and not rho > 0: raise SBError(f"rho must be > 0 for the loss_diff score, got {rho!r}.")
-    if device is None: device = getattr(next(model.parameters(), None), "device", "cpu")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise SBError("the model has no trainable parameters; unfreeze some (requires_grad=True) before scoring.")
+    if device is None: device = next(model.parameters()).device
     modes = _modes(model); model.eval()
     try:
-        chunks = (_fisher(model, data, batch_size, loss_fn, device) if kind == "fisher"
-                  else _loss_diff(model, data, batch_size, rho, loss_fn, device))
+        if kind == "loss_diff": chunks = _loss_diff(model, data, batch_size, rho, loss_fn, device)
+        else:
+            layers = _hook_layers(model) if engine != "vmap" else None
+            if engine == "hooks" and layers is None:
+                raise SBError("engine='hooks' covers Linear, Conv1d/2d and BatchNorm layers only; use engine='vmap' (or 'auto') for this model.")
+            chunks = None
+            if layers is not None:
+                try: chunks = _fisher_hooks(model, data, batch_size, loss_fn, device, layers)
+                except _NotHookable:
+                    if engine == "hooks": raise SBError("a layer runs twice in one forward pass, which engine='hooks' cannot score; use engine='vmap' or 'auto'.") from None
+            if chunks is None: chunks = _fisher_vmap(model, data, batch_size, loss_fn, device)
     finally: _restore_modes(modes)
     return torch.cat(chunks) if chunks else torch.zeros(0)
 

@@ -13,8 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset, DataLoader
-from torchvision.transforms import v2
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from .core import SBError
 
@@ -123,6 +121,7 @@ def corrupt_digits(x:torch.Tensor, # clean images [N, 1, H, W] in [0, 1]
     "One corrupted copy of clean digit images, before standardisation."
     if corruption not in DIGITS_CORRUPTIONS or severity not in (1, 2, 3):
         raise SBError(f"unknown digits corruption {corruption}-{severity}; use one of {list(DIGITS_CORRUPTIONS)} at severity 1, 2 or 3.")
+    import torchvision.transforms.v2.functional as TF
     p, g, sigma = DIGITS_CORRUPTIONS[corruption][severity - 1], _gen("digits", corruption, severity, seed), base_noise
     if corruption == "noise": sigma = p
     elif corruption == "blur":
@@ -263,6 +262,7 @@ def transforms(name:str, # "cifar10", "cifar100" or "tiny_imagenet"
                train:bool # the training (augmented) or the test transform
               ) -> v2.Compose:
     "The official code's transform on a uint8 `[C, H, W]` image: RandomCrop(padding 4) + flip for training, then scale to [0, 1] and normalise."
+    from torchvision.transforms import v2
     mean, std = NORMALIZATION[name]
     size = 64 if name == "tiny_imagenet" else 32
     aug = [v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()] if train else []
@@ -397,6 +397,7 @@ class ImageFileDataset(Dataset):
         return self._files, self._labels
     def __len__(self): return len(self._list()[1])
     def __getitem__(self, i):
+        import torchvision.transforms.v2.functional as TF
         files, labels = self._list()
         with Image.open(files[i]) as im: x = TF.pil_to_tensor(im.convert("RGB"))
         return self.transform(x), labels[i]

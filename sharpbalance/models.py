@@ -10,7 +10,6 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torchvision.models.resnet import BasicBlock
 from .core import SBError
 
 # %% auto #0
@@ -110,6 +109,7 @@ class ResNet18(nn.Module):
                  in_ch:int=3, # input channels
                  k:int=64 # width of the first stage; stages have k, 2k, 4k, 8k channels
                 ):
+        from torchvision.models.resnet import BasicBlock
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_ch, k, 3, 1, 1, bias=False), nn.BatchNorm2d(k), nn.ReLU(inplace=True))
         layers, cin = [], k

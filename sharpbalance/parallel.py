@@ -167,14 +167,15 @@ class StackedSAM(SAM):
         groups = [(g, ps) for g in self.param_groups for ps in [[p for p in g["params"] if p.grad is not None]] if ps]
         self._saved = ([], [])
         if not groups: return
-        sq = sum((p.grad * p.abs() if g["adaptive"] else p.grad).flatten(1).pow(2).sum(1) for g, ps in groups for p in ps)
-        inv = 1.0 / (sq.sqrt() + 1e-12)  # [M]
-        for g, ps in groups:
+        gs = [[p.grad for p in ps] for _, ps in groups]
+        flat = torch.cat([t.flatten(1) for (g, ps), gg in zip(groups, gs)
+                          for t in (torch._foreach_mul(gg, torch._foreach_abs(ps)) if g["adaptive"] else gg)], 1)
+        inv = 1.0 / (torch.linalg.vector_norm(flat, dim=1) + 1e-12)  # [M]: each member's own norm
+        for (g, ps), gg in zip(groups, gs):
             ws = [self._buf(p) for p in ps]; torch._foreach_copy_(ws, ps)
-            for p in ps:
-                e = p.grad * (inv * g["rho"]).view(-1, *[1] * (p.dim() - 1))
-                if g["adaptive"]: e.mul_(p).mul_(p)
-                p.add_(e)
+            e = torch._foreach_mul(gg, [(inv * g["rho"]).view(-1, *[1] * (p.dim() - 1)) for p in ps])
+            if g["adaptive"]: torch._foreach_mul_(e, ps); torch._foreach_mul_(e, ps)
+            torch._foreach_add_(ps, e)
             self._saved[0].extend(ps); self._saved[1].extend(ws)
         if zero_grad: self.zero_grad()
 

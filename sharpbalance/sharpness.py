@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp, vmap
 from .core import SBError
+from .balance import per_sample_sharpness
 
 # %% auto #0
 __all__ = ['evaluating', 'as_batches', 'trainable_params', 'loss_and_error', 'apgd_checkpoints', 'project_perturbation',
@@ -202,27 +203,14 @@ def average_case_sharpness(model:nn.Module, # a trained member (evaluated in eva
     return dict(sharpness=sum(sharp)/len(batches), error_increase=sum(err_inc)/len(batches), per_batch=sharp)
 
 # %% ../nbs/07_sharpness.ipynb #39c18ea3
-def _per_sample_fisher(model, x, y, loss_fn=F.cross_entropy):
-    "Squared gradient norm of each sample's loss, by `vmap(grad)` (call in eval mode)."
-    w = trainable_params(model)
-    one = lambda p, xi, yi: loss_fn(functional_call(model, p, (xi[None],)), yi[None])
-    g = vmap(grad(one), in_dims=(None, 0, 0))(w, x, y)
-    return sum(v.flatten(1).pow(2).sum(1) for v in g.values())
-
 def fisher_summary(model:nn.Module, # a trained member (evaluated in eval mode; left exactly as it was)
                    batches, # iterable of `(x, y)`; every sample counts once
                    loss_fn=F.cross_entropy, # per-sample loss `loss_fn(logits[1, C], y[1])`
                   ) -> float:
     "Mean over samples of the per-sample squared gradient norm $\\|\\nabla_w\\ell(x_i,y_i;w)\\|_2^2$, in eval mode."
-    batches, dev = as_batches(batches), _device(model)
-    try: from sharpbalance.balance import per_sample_sharpness
-    except ImportError: per_sample_sharpness = None
-    with evaluating(model):
-        if per_sample_sharpness is not None and loss_fn is F.cross_entropy:
-            data = (torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
-            s = per_sample_sharpness(model, data, kind="fisher")
-        else: s = torch.cat([_per_sample_fisher(model, x.to(dev), y.to(dev), loss_fn) for x, y in batches])
-    return s.double().mean().item()
+    batches = as_batches(batches)
+    data = (torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
+    return per_sample_sharpness(model, data, kind="fisher", loss_fn=loss_fn, device=_device(model)).double().mean().item()
 
 # %% ../nbs/07_sharpness.ipynb #ac5be853
 def hessian_vector_product(model:nn.Module, # the model (evaluated in eval mode)
