@@ -260,7 +260,7 @@ CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", 
 
 def transforms(name:str, # "cifar10", "cifar100" or "tiny_imagenet"
                train:bool # the training (augmented) or the test transform
-              ) -> v2.Compose:
+              ): # a torchvision `v2.Compose`
     "The official code's transform on a uint8 `[C, H, W]` image: RandomCrop(padding 4) + flip for training, then scale to [0, 1] and normalise."
     from torchvision.transforms import v2
     mean, std = NORMALIZATION[name]
