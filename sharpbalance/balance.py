@@ -108,7 +108,8 @@ def _fisher_hooks(model, data, batch_size, loss_fn, device, layers):
             with torch.enable_grad(): torch.autograd.grad(per_sample(model(x), y.to(device)).sum(), wrt)
         finally:
             for h in handles: h.remove()
-        with torch.no_grad(): out.append(sum(_layer_sqnorm(m, a, g) for m, (a, g) in seen.items()).float().cpu())
+        with torch.no_grad():  # a layer whose output does not reach the loss has no gradient (g is None): it adds 0
+            out.append(sum((_layer_sqnorm(m, a, g) for m, (a, g) in seen.items() if g is not None), torch.zeros(len(x), device=device)).float().cpu())
     return out
 
 # %% ../nbs/04_balance.ipynb #47164187

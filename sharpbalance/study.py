@@ -489,10 +489,13 @@ def plot_landscapes(out, # the study folder
     return fig
 
 # %% ../nbs/13_study.ipynb #0a3f0f0d
-def _steps(vals:list) -> str:
-    d = np.diff(vals)
+def _steps(shown:list) -> str:
+    "How a sequence of numbers, as printed (`_num` strings), moves: a tie at the printed precision is no step."
+    d = np.diff([float(v) for v in shown])
     if (d < 0).all(): return "falls at every step"
     if (d > 0).all(): return "rises at every step"
+    if (d <= 0).all(): return "falls or stays level (at the printed precision)"
+    if (d >= 0).all(): return "rises or stays level (at the printed precision)"
     return "does not change monotonically"
 
 def report_markdown(df:pd.DataFrame, # the demo's rows
@@ -523,7 +526,7 @@ def report_markdown(df:pd.DataFrame, # the demo's rows
     if len(ts) > 1:
         L += ["## The trade-off: DE → SAM with growing ρ", ""]
         for m in ("sharpness", "member_acc", "der", "ood_der", "gain"):
-            L.append(f"- {NAMES[m]} {_steps(ts[m].values)} with ρ: " + " → ".join(f"{_num(v, m)} (ρ={r:g})" for r, v in ts[m].items()) + ".")
+            L.append(f"- {NAMES[m]} {_steps([_num(v, m) for v in ts[m].values])} with ρ: " + " → ".join(f"{_num(v, m)} (ρ={r:g})" for r, v in ts[m].items()) + ".")
         comp = comparisons(df, ("member_acc", "ens_acc", "der", "ood_der", "sharpness"))
         top = f"SAM ρ={ts.index.max():g} − DE"
         L += [""] + [f"- {verdict(r)}" for r in comp[comp.comparison == top].to_dict("records")] + [""]
