@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from torch.utils.data import Dataset, TensorDataset
-from .core import SBError
+from .core import SBError, evaluating, module_device
 from .data import iterate
 
 # %% auto #0
@@ -29,12 +29,11 @@ def _batches(data, # a `(X, Y)` tuple of tensors or a `Dataset` yielding `(x, y)
     if not isinstance(data, Dataset): raise SBError(f"data must be a Dataset yielding (x, y) or a tuple (X, Y) of tensors, got {type(data).__name__}.")
     for _, x, y in iterate(data, batch_size): yield x, y
 
-# %% ../nbs/04_balance.ipynb #fab72132
-def _modes(model:nn.Module): return {m: m.training for m in model.modules()}
-def _restore_modes(modes:dict):
-    for m, t in modes.items(): m.training = t
-
 # %% ../nbs/04_balance.ipynb #117fce13
+def _per_sample_loss(loss_fn):
+    "`loss_fn` of each sample alone (a batch of one, mean-reduced), vmapped over a batch of outputs and targets."
+    return vmap(lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0)))
+
 def _fisher_vmap(model, data, batch_size, loss_fn, device):
     "Squared per-sample gradient norms by `vmap(grad)`, chunk by chunk."
     named = dict(model.named_parameters())
@@ -93,7 +92,7 @@ class _NotHookable(Exception): "A layer ran twice in one forward pass."
 
 def _fisher_hooks(model, data, batch_size, loss_fn, device, layers):
     "Squared per-sample gradient norms from one batched backward pass per chunk and per-layer formulas."
-    per_sample = vmap(lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0)))
+    per_sample = _per_sample_loss(loss_fn)
     out = []
     for x, y in _batches(data, batch_size):
         seen = {}
@@ -116,7 +115,7 @@ def _fisher_hooks(model, data, batch_size, loss_fn, device, layers):
 def _loss_diff(model, data, batch_size, rho, loss_fn, device):
     "Per-sample loss increase under one SAM ascent step per chunk."
     params = [p for p in model.parameters() if p.requires_grad]
-    per_sample = vmap(lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0)))
+    per_sample = _per_sample_loss(loss_fn)
     out = []
     for x, y in _batches(data, batch_size):
         x, y = x.to(device), y.to(device)
@@ -156,9 +155,8 @@ def per_sample_sharpness(model:nn.Module, # one ensemble member
     if kind == "loss_diff" and not rho > 0: raise SBError(f"rho must be > 0 for the loss_diff score, got {rho!r}.")
     if not any(p.requires_grad for p in model.parameters()):
         raise SBError("the model has no trainable parameters; unfreeze some (requires_grad=True) before scoring.")
-    if device is None: device = next(model.parameters()).device
-    modes = _modes(model); model.eval()
-    try:
+    if device is None: device = module_device(model)
+    with evaluating(model):
         if kind == "loss_diff": chunks = _loss_diff(model, data, batch_size, rho, loss_fn, device)
         else:
             layers = _hook_layers(model) if engine != "vmap" else None
@@ -170,7 +168,6 @@ def per_sample_sharpness(model:nn.Module, # one ensemble member
                 except _NotHookable:
                     if engine == "hooks": raise SBError("a layer runs twice in one forward pass, which engine='hooks' cannot score; use engine='vmap' or 'auto'.") from None
             if chunks is None: chunks = _fisher_vmap(model, data, batch_size, loss_fn, device)
-    finally: _restore_modes(modes)
     return torch.cat(chunks) if chunks else torch.zeros(0)
 
 # %% ../nbs/04_balance.ipynb #8f849e56

@@ -1,4 +1,4 @@
-"""Seeding, devices, atomic checkpoints and the one error type every module raises for bad input.
+"""Seeding, devices, eval mode, atomic checkpoints and the one error type every module raises for bad input.
 
 Docs: https://sharpbalance.github.io/sharpbalance/core.html.md"""
 
@@ -7,12 +7,14 @@ Docs: https://sharpbalance.github.io/sharpbalance/core.html.md"""
 # %% ../nbs/00_core.ipynb #b3c7b60b
 from __future__ import annotations
 import os, random, tempfile
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SBError', 'set_seed', 'parse_seeds', 'str2bool', 'get_device', 'atomic_save', 'load_checkpoint', 'friendly_errors']
+__all__ = ['SBError', 'set_seed', 'parse_seeds', 'str2bool', 'get_device', 'module_device', 'evaluating', 'atomic_save',
+           'atomic_write_text', 'load_checkpoint', 'friendly_errors']
 
 # %% ../nbs/00_core.ipynb #184846cd
 class SBError(ValueError):
@@ -54,6 +56,23 @@ def get_device(device:str="auto" # "auto" (CUDA when present, else CPU), "cpu", 
         raise SBError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu.")
     return dev
 
+def module_device(m:torch.nn.Module # any module
+                 ) -> torch.device:
+    "The device of a module's first parameter or buffer (the CPU for a module without any)."
+    for t in list(m.parameters()) + list(m.buffers()): return t.device
+    return torch.device("cpu")
+
+# %% ../nbs/00_core.ipynb #cf57ad24
+@contextmanager
+def evaluating(model:torch.nn.Module # the model; its own mode and each submodule's are put back on exit
+              ):
+    "Run the block with `model` in eval mode (BatchNorm uses its running statistics), then restore every submodule's mode."
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try: yield model
+    finally:
+        for m, t in modes: m.training = t
+
 # %% ../nbs/00_core.ipynb #0fac23e3
 def atomic_save(obj, # anything `torch.save` takes; keep it to tensors, numbers, strings, lists and dicts
                 path # where it should end up
@@ -63,6 +82,20 @@ def atomic_save(obj, # anything `torch.save` takes; keep it to tensors, numbers,
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f: torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp): os.unlink(tmp)
+        raise
+    return path
+
+def atomic_write_text(path, # where the text file should end up (parent folders are created)
+                      text:str # its whole content, written as is
+                     ) -> Path:
+    "Write a text file (JSON, CSV, a report) the way `atomic_save` writes a checkpoint: temporary file, then rename."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f: f.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)

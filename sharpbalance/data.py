@@ -19,7 +19,7 @@ from .core import SBError
 # %% auto #0
 __all__ = ['DATASETS', 'DIGITS_CORRUPTIONS', 'MNIST1D_CORRUPTIONS', 'NORMALIZATION', 'CORRUPTIONS', 'Bundle', 'iterate',
            'corrupt_digits', 'corrupt_mnist1d', 'transforms', 'ImageTensorDataset', 'NpyImageDataset',
-           'ImageFileDataset', 'load', 'write_fake']
+           'ImageFileDataset', 'canonical_name', 'load', 'write_fake']
 
 # %% ../nbs/01_data.ipynb #dc4d1c00
 DATASETS = ["digits", "mnist1d", "cifar10", "cifar100", "tiny_imagenet"]
@@ -73,14 +73,14 @@ def iterate(ds:Dataset, # any dataset of `(x, y)`; a `TensorDataset` takes the f
     stop = n - n % batch_size if drop_last else n
     if isinstance(ds, TensorDataset) and len(ds.tensors) == 2:
         x, y = ds.tensors
+        on_x = order.to(x.device)  # one copy of the order, not one per batch
         for s in range(0, stop, batch_size):
-            idx = order[s:s + batch_size]
-            j = idx.to(x.device)
-            yield idx, x[j], y[j]
+            j = on_x[s:s + batch_size]
+            yield order[s:s + batch_size], x[j], y[j]
         return
     seed = (lambda: int(torch.randint(0, 2**62, (1,), generator=generator))) if generator is not None else (lambda: None)
-    batches = [[(int(i), s) for i in order[b:b + batch_size]] for b in range(0, stop, batch_size)
-               for s in [seed()]]
+    order = order.tolist()
+    batches = [[(i, s) for i in order[b:b + batch_size]] for b in range(0, stop, batch_size) for s in [seed()]]
     loader = DataLoader(_Indexed(ds), batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory,
                         generator=torch.Generator().manual_seed(seed() or 0))
     yield from loader
@@ -462,14 +462,20 @@ _LOADERS = {"digits": _load_digits, "mnist1d": _load_mnist1d, "cifar10": _load_c
             "tiny_imagenet": _load_tiny_imagenet}
 _ALIASES = {"tinyimagenet": "tiny_imagenet", "tinyimgnet": "tiny_imagenet", "tiny": "tiny_imagenet"}
 
+def canonical_name(name:str # a dataset name as a user writes it: any case, with or without '-' and '_', or an official alias
+                  ) -> str:
+    "The `DATASETS` key for `name` ('CIFAR-10' -> 'cifar10', the official 'tiny_imgnet' -> 'tiny_imagenet'), or an `SBError`."
+    key = str(name).lower().replace("-", "").replace("_", "")
+    key = _ALIASES.get(key, key)
+    if key not in _LOADERS: raise SBError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}.")
+    return key
+
 def load(name:str, # one of `DATASETS` (case, '-' and '_' do not matter; the official 'tiny_imgnet' works too)
          data_path=None, # folder holding the on-disk datasets (not needed for digits and mnist1d)
          **kw # options of that dataset's loader, e.g. `val_fraction`, `split_seed`, `seed`
         ) -> Bundle:
     "Load a dataset by name: train / train_eval / val / test splits, its OOD sets, classes and input shape."
-    key = str(name).lower().replace("-", "").replace("_", "")
-    key = _ALIASES.get(key, key)
-    if key not in _LOADERS: raise SBError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}.")
+    key = canonical_name(name)
     f = _LOADERS[key]
     opts = [p for p in inspect.signature(f).parameters if p != "data_path"]
     bad = [k for k in kw if k not in opts]

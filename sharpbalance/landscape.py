@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from torch.optim.swa_utils import update_bn
-from .core import SBError
+from .core import SBError, module_device
 from .sharpness import as_batches, trainable_params, loss_and_error
 
 # %% auto #0
@@ -56,7 +56,7 @@ def line_losses(model:nn.Module, # the centre $w$ (evaluated in eval mode; never
                 loss_fn=F.cross_entropy, # batch-mean loss `loss_fn(logits, y)`
                ) -> dict:
     "Loss and error at $w+\\alpha d$ for each $\\alpha$: a dict of numpy arrays `alpha`, `loss`, `error`."
-    batches, d, w = as_batches(batches), _as_direction(model, direction), trainable_params(model)
+    batches, d, w = as_batches(batches, module_device(model)), _as_direction(model, direction), trainable_params(model)
     alphas = np.asarray(alphas, dtype=float)
     res = [loss_and_error(model, batches, {n: w[n] + float(a)*d[n] for n in w}, loss_fn) for a in alphas]
     return dict(alpha=alphas, loss=np.array([r[0] for r in res]), error=np.array([r[1] for r in res]))
@@ -70,7 +70,7 @@ def plane_losses(model:nn.Module, # the centre $w$ (evaluated in eval mode; neve
                  loss_fn=F.cross_entropy, # batch-mean loss `loss_fn(logits, y)`
                 ) -> dict:
     "Loss and error at $w+\\alpha d_1+\\beta d_2$ on a grid: `loss[i, j]` is at `alpha[i]`, `beta[j]`."
-    batches, w = as_batches(batches), trainable_params(model)
+    batches, w = as_batches(batches, module_device(model)), trainable_params(model)
     d1, d2 = _as_direction(model, d1), _as_direction(model, d2)
     alphas, betas = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float)
     L, E = np.zeros((len(alphas), len(betas))), np.zeros((len(alphas), len(betas)))
@@ -93,7 +93,7 @@ def interpolate(model_a:nn.Module, # the member at $\alpha=0$ (never modified)
         raise SBError("model_a and model_b must have the same architecture (same state_dict keys and shapes).")
     batches, alphas = as_batches(batches), np.asarray(alphas, dtype=float)
     bn = None if bn_batches is None else as_batches(bn_batches)
-    net, dev = copy.deepcopy(model_a), next(model_a.parameters()).device
+    net, dev = copy.deepcopy(model_a), module_device(model_a)
     L, E = [], []
     for a in alphas:
         net.load_state_dict({k: (1 - a)*sa[k] + a*sb[k] if sa[k].is_floating_point() else sa[k] for k in sa})

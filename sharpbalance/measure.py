@@ -10,7 +10,7 @@ import csv, io, itertools, json, math, os, tempfile, time
 from pathlib import Path
 import torch
 from torch import nn
-from .core import SBError, get_device, load_checkpoint
+from .core import SBError, get_device, load_checkpoint, atomic_write_text, module_device
 from . import data as sbdata, metrics, sharpness as sbsharp
 from .train import load_ensemble
 
@@ -48,7 +48,7 @@ def _ood_preds(models, bundle, batch_size, device, cache_dir, suffix=""):
 
 def _on(models, device):
     "Move the models to `device` (None: leave them); return their previous devices."
-    homes = [metrics._member_device(m) for m in models]
+    homes = [module_device(m) for m in models]
     if device is not None:
         dev = get_device(device)
         for m in models: m.to(dev)
@@ -118,17 +118,6 @@ def _norms(s):
     bad = [n for n in out if n not in ("l2", "linf")]
     if not out or bad: raise SBError(f"norm must be l2, linf or l2,linf; got {s!r}.")
     return out
-
-def _atomic_text(path, text):
-    "Write `text` to `path` through a temporary file and a rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
 
 def _fmt(v):
     if isinstance(v, float): return "nan" if math.isnan(v) else f"{v:.4f}"
@@ -310,7 +299,7 @@ def measure(resume, # a `sharpbalance-train --save_path` folder (config.json + m
     if mode == "hessian": settings.update(hessian_iters=hessian_iters, trace_samples=trace_samples)
     rec = dict(mode=mode, resume=str(resume), epoch=epoch, data=cfg.data, model=cfg.model, method=cfg.method, seeds=cfg.seed,
                n_members=len(models), settings=settings, **res, seconds=round(time.time() - t0, 3))
-    _atomic_text(files[0], json.dumps(rec, indent=1)); _atomic_text(files[1], _csv(res["rows"]))
+    atomic_write_text(files[0], json.dumps(rec, indent=1)); atomic_write_text(files[1], _csv(res["rows"]))
     if verbose: print(f"{mode} of {resume} ({cfg.method}, {len(models)} members, {cfg.data}):\n{format_table(res['rows'])}\nwrote {files[0]} and {files[1].name}")
     return rec
 

@@ -7,13 +7,15 @@ Docs: https://sharpbalance.github.io/sharpbalance/metrics.html.md"""
 # %% ../nbs/06_metrics.ipynb #688ab414
 from __future__ import annotations
 import hashlib, math
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
-from .core import SBError, atomic_save, load_checkpoint, get_device
+from torch.utils.data import Dataset, TensorDataset
+from .core import SBError, atomic_save, load_checkpoint, get_device, evaluating, module_device
+from .data import iterate
 
 # %% auto #0
 __all__ = ['EPS', 'Predictions', 'fingerprint', 'predict', 'accuracy', 'nll', 'brier', 'ece', 'disagreement_matrix',
@@ -103,21 +105,6 @@ def _as_dataset(data):
     if len(data) == 0: raise SBError("the evaluation set is empty; check the split or the --data_path.")
     return data, len(data)
 
-def _batches(ds, batch_size):
-    "Yield (idx, x, y) over `ds` in order."
-    try: from sharpbalance.data import iterate
-    except ImportError: iterate = None
-    if iterate is not None:
-        yield from iterate(ds, batch_size); return
-    start = 0
-    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        yield torch.arange(start, start + len(y)), x, y; start += len(y)
-
-def _member_device(m):
-    "The device of a module's first parameter or buffer (CPU for a module without any)."
-    for t in list(m.parameters()) + list(m.buffers()): return t.device
-    return torch.device("cpu")
-
 def _valid_cache(d, fp, shape):
     "True when a loaded cache dict has the right keys, fingerprint and shapes."
     return (isinstance(d, dict) and d.get("version") == _CACHE_VERSION and d.get("fingerprint") == fp
@@ -137,34 +124,32 @@ def predict(members, # list of nn.Modules (or one module)
         raise SBError("members must be a non-empty list of torch nn.Modules.")
     if int(batch_size) < 1: raise SBError(f"batch_size must be a positive integer; got {batch_size}.")
     ds, n = _as_dataset(data)
-    fp = fingerprint(members, n)
+    fp = fingerprint(members, n) if cache is not None else ""  # hashing every weight is for the cache only
     if cache is not None and Path(cache).is_file():
         try: d = load_checkpoint(cache)
         except SBError: d = None
         if _valid_cache(d, fp, (len(members), n)): return Predictions(d["P"], d["Z"], d["y"].long(), fp)
     dev = None if device is None else get_device(device)
-    modes, homes = [m.training for m in members], [_member_device(m) for m in members]
-    Z = y = None
-    try:
-        for m in members:
-            m.eval()
-            if dev is not None: m.to(dev)
+    homes, Z, y = [module_device(m) for m in members], None, None
+    with ExitStack() as stack:  # every member in eval mode; modes and devices put back on exit
+        for m, home in zip(members, homes):
+            stack.enter_context(evaluating(m))
+            if dev is not None: m.to(dev); stack.callback(m.to, home)
         with torch.inference_mode():
-            for idx, xb, yb in _batches(ds, int(batch_size)):
+            for idx, xb, yb in iterate(ds, int(batch_size)):
                 idx = torch.as_tensor(idx).long().cpu()
                 if y is None: y = torch.empty(n, dtype=torch.long)
                 y[idx] = torch.as_tensor(yb).long().cpu()
+                on = {}  # the batch copied once per device, not once per member
                 for k, m in enumerate(members):
-                    out = m(xb.to(dev if dev is not None else homes[k]))
+                    d = dev if dev is not None else homes[k]
+                    if d not in on: on[d] = xb.to(d)
+                    out = m(on[d])
                     if out.ndim != 2 or out.shape[0] != len(yb):
                         raise SBError(f"member {k} returned shape {tuple(out.shape)}; a classifier must return logits of shape [batch, classes].")
                     if Z is None: Z = torch.empty(len(members), n, out.shape[1])
                     if out.shape[1] != Z.shape[2]: raise SBError(f"member {k} predicts {out.shape[1]} classes, member 0 {Z.shape[2]}; use members of one task.")
                     Z[k, idx] = out.float().cpu()
-    finally:
-        for m, mode, home in zip(members, modes, homes):
-            m.train(mode)
-            if dev is not None: m.to(home)
     res = Predictions(Z.softmax(-1), Z, y, fp)
     if cache is not None:
         atomic_save({"P": res.P, "Z": res.Z, "y": res.y, "fingerprint": fp, "version": _CACHE_VERSION}, cache)

@@ -159,25 +159,12 @@ class Stack:
 # %% ../nbs/14_parallel.ipynb #0ad67b1c
 class StackedSAM(SAM):
     "SAM over stacked parameters $[M, \\dots]$: member $i$'s perturbation is normalised by its own gradient norm."
-    @torch.no_grad()
-    def first_step(self, zero_grad:bool=False # clear the gradients afterwards
-                  ):
-        "Move each member to $w_i + \\hat\\epsilon_i(w_i)$, remembering $w$."
-        if self._saved is not None: raise SBError("first_step was called twice; call second_step (or back_step) in between.")
-        groups = [(g, ps) for g in self.param_groups for ps in [[p for p in g["params"] if p.grad is not None]] if ps]
-        self._saved = ([], [])
-        if not groups: return
-        gs = [[p.grad for p in ps] for _, ps in groups]
-        flat = torch.cat([t.flatten(1) for (g, ps), gg in zip(groups, gs)
-                          for t in (torch._foreach_mul(gg, torch._foreach_abs(ps)) if g["adaptive"] else gg)], 1)
-        inv = 1.0 / (torch.linalg.vector_norm(flat, dim=1) + 1e-12)  # [M]: each member's own norm
-        for (g, ps), gg in zip(groups, gs):
-            ws = [self._buf(p) for p in ps]; torch._foreach_copy_(ws, ps)
-            e = torch._foreach_mul(gg, [(inv * g["rho"]).view(-1, *[1] * (p.dim() - 1)) for p in ps])
-            if g["adaptive"]: torch._foreach_mul_(e, ps); torch._foreach_mul_(e, ps)
-            torch._foreach_add_(ps, e)
-            self._saved[0].extend(ps); self._saved[1].extend(ws)
-        if zero_grad: self.zero_grad()
+    def _inv_norm(self, grads):
+        "$1 / (\\lVert g_i \\rVert_2 + 10^{-12})$ for each member $i$ (slice $i$ of every stacked tensor): shape [M]."
+        sq = torch.stack([t.flatten(1).pow(2).sum(1) for gs in grads for t in gs]).sum(0)
+        return 1.0 / (sq.sqrt() + 1e-12)
+
+    def _factor(self, s, ps): return [s.view(-1, *[1] * (p.dim() - 1)) for p in ps]  # member i's scale on slice i
 
 # %% ../nbs/14_parallel.ipynb #cb5afb49
 def stacked_step(st:Stack, # the stacked members (in train mode)
@@ -195,8 +182,8 @@ def stacked_step(st:Stack, # the stacked members (in train mode)
     if not sam:
         opt.zero_grad(set_to_none=True); L.mean(1).sum().backward(); opt.step()
         return L.detach().mean(1)
+    has_erm = sam_mask is not None and not bool(sam_mask.all())  # on the mask as given (CPU in the trainer): no device sync
     s = torch.ones_like(L) if sam_mask is None else sam_mask.to(L.device, L.dtype)
-    has_erm = sam_mask is not None and bool((s < 1).any())
     gs = torch.autograd.grad((L * (s / s.sum(1, keepdim=True).clamp(min=1))).sum(), params, retain_graph=has_erm)
     ge = torch.autograd.grad((L * (1 - s) / B).sum(), params) if has_erm else None
     for p, g in zip(params, gs): p.grad = g

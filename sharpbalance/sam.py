@@ -38,6 +38,14 @@ class SAM(torch.optim.Optimizer):
             b = self._bufs[p] = torch.empty_like(p)
         return b
 
+    def _inv_norm(self, grads:list # per group, the (ASAM-scaled) gradients
+                 ) -> torch.Tensor:
+        "$1 / (\\lVert g \\rVert_2 + 10^{-12})$ over all parameters together."
+        norms = [n for gs in grads for n in torch._foreach_norm(gs)]
+        return 1.0 / (torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms])) + 1e-12)
+
+    def _factor(self, s:torch.Tensor, ps:list): return s  # the scale each gradient of `ps` is multiplied by
+
     @torch.no_grad()
     def first_step(self, zero_grad:bool=False # clear the gradients afterwards
                   ):
@@ -49,15 +57,11 @@ class SAM(torch.optim.Optimizer):
             if ps: groups.append((g, ps, [p.grad for p in ps]))
         self._saved = ([], [])
         if not groups: return
-        norms = []
-        for g, ps, gs in groups:
-            norms += torch._foreach_norm(torch._foreach_mul(gs, torch._foreach_abs(ps)) if g["adaptive"] else gs)
-        dev = groups[0][1][0].device
-        inv = 1.0 / (torch.linalg.vector_norm(torch.stack([n.to(dev) for n in norms])) + 1e-12)
+        inv = self._inv_norm([torch._foreach_mul(gs, torch._foreach_abs(ps)) if g["adaptive"] else gs for g, ps, gs in groups])
         for g, ps, gs in groups:
             ws = [self._buf(p) for p in ps]
             torch._foreach_copy_(ws, ps)
-            e = torch._foreach_mul(gs, inv * g["rho"])
+            e = torch._foreach_mul(gs, self._factor(inv * g["rho"], ps))
             if g["adaptive"]: torch._foreach_mul_(e, ps); torch._foreach_mul_(e, ps)
             torch._foreach_add_(ps, e)
             self._saved[0].extend(ps); self._saved[1].extend(ws)
@@ -104,15 +108,15 @@ def _set_bn_tracking(model, on:bool):
     for mod in model.modules():
         if isinstance(mod, nn.modules.batchnorm._BatchNorm): mod.track_running_stats = on
 
-def mixed_step(model:nn.Module, # the member being trained (in train mode)
+def _mixed_step(model:nn.Module, # the member being trained (in train mode)
                optimizer:torch.optim.Optimizer, # a `SAM`; any optimizer when no sample of the batch uses SAM
                x:torch.Tensor, # inputs of the batch [b, ...]
                y:torch.Tensor, # targets of the batch [b]
                sam_mask:torch.Tensor, # bool [b], True = this sample is trained with SAM
                loss_fn=F.cross_entropy, # mean-reduced loss `loss_fn(output, y)`
                bn_perturbed:bool=True # update BatchNorm running stats in the pass at w+e too (official code)
-              ) -> float:
-    "One update: SAM objective on the samples where `sam_mask` is True, ERM on the rest, weighted by their shares."
+              ) -> torch.Tensor:
+    "`mixed_step`, returning the loss as a 0-d tensor on the device (no host sync: the trainer's hot path)."
     b = len(y)
     if not isinstance(sam_mask, torch.Tensor) or sam_mask.dtype != torch.bool or tuple(sam_mask.shape) != (b,):
         raise SBError(f"sam_mask must be a bool tensor with one entry per sample of the batch ({b}); index the member's mask with the batch's sample ids.")
@@ -124,7 +128,7 @@ def mixed_step(model:nn.Module, # the member being trained (in train mode)
     if n_s == 0:  # plain ERM step
         loss = loss_fn(model(x), y); loss.backward()
         (optimizer.base_optimizer if is_sam else optimizer).step()
-        return loss.item()
+        return loss.detach()
     a_e, a_s = n_e / b, n_s / b
     total, held = None, None
     if n_e:  # ERM part: a_E * grad L_E(w), set aside
@@ -155,4 +159,15 @@ def mixed_step(model:nn.Module, # the member being trained (in train mode)
                 else: p.grad.add_(g)
     optimizer.base_optimizer.step()
     l_s = l_s.detach()
-    return (l_s if total is None else total + a_s * l_s).item()
+    return l_s if total is None else total + a_s * l_s
+
+def mixed_step(model:nn.Module, # the member being trained (in train mode)
+               optimizer:torch.optim.Optimizer, # a `SAM`; any optimizer when no sample of the batch uses SAM
+               x:torch.Tensor, # inputs of the batch [b, ...]
+               y:torch.Tensor, # targets of the batch [b]
+               sam_mask:torch.Tensor, # bool [b], True = this sample is trained with SAM
+               loss_fn=F.cross_entropy, # mean-reduced loss `loss_fn(output, y)`
+               bn_perturbed:bool=True # update BatchNorm running stats in the pass at w+e too (official code)
+              ) -> float: # $a_E L_E(w) + a_S L_S(w)$, the batch loss at $w$
+    "One update: SAM objective on the samples where `sam_mask` is True, ERM on the rest, weighted by their shares."
+    return _mixed_step(model, optimizer, x, y, sam_mask, loss_fn, bn_perturbed).item()

@@ -7,32 +7,21 @@ Docs: https://sharpbalance.github.io/sharpbalance/sharpness.html.md"""
 # %% ../nbs/07_sharpness.ipynb #bd51ad63
 from __future__ import annotations
 import math, warnings
-from contextlib import contextmanager
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp, vmap
-from .core import SBError
+from .core import SBError, evaluating, module_device
 from .balance import per_sample_sharpness
 
 # %% auto #0
-__all__ = ['evaluating', 'as_batches', 'trainable_params', 'loss_and_error', 'apgd_checkpoints', 'project_perturbation',
-           'worst_case_sharpness', 'average_case_sharpness', 'fisher_summary', 'hessian_vector_product',
-           'hessian_top_eigenvalue', 'hessian_trace']
-
-# %% ../nbs/07_sharpness.ipynb #caf56ebd
-@contextmanager
-def evaluating(model:nn.Module # the model; its own mode and each submodule's are put back on exit
-              ):
-    "Run the block with `model` in eval mode (BatchNorm uses its running statistics), then restore every submodule's mode."
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try: yield model
-    finally:
-        for m, t in modes: m.training = t
+__all__ = ['as_batches', 'trainable_params', 'loss_and_error', 'apgd_checkpoints', 'project_perturbation', 'worst_case_sharpness',
+           'average_case_sharpness', 'fisher_summary', 'hessian_vector_product', 'hessian_top_eigenvalue',
+           'hessian_trace']
 
 # %% ../nbs/07_sharpness.ipynb #a4a88aad
-def as_batches(batches # an iterable of `(x, y)`, or of `(idx, x, y)` as `data.iterate` yields
+def as_batches(batches, # an iterable of `(x, y)`, or of `(idx, x, y)` as `data.iterate` yields
+               device=None # move them there once (for functions that pass over them many times); None: leave them
               ) -> list:
     "The batches as a list of `(x, y)` pairs, so they can be passed over more than once."
     if isinstance(batches, (tuple, list)) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
@@ -41,18 +30,17 @@ def as_batches(batches # an iterable of `(x, y)`, or of `(idx, x, y)` as `data.i
     for b in batches:
         if not isinstance(b, (tuple, list)) or len(b) not in (2, 3):
             raise SBError("each batch must be (x, y) or (idx, x, y); pass e.g. [(x, y)] or data.iterate(ds, 5).")
-        out.append(tuple(b[-2:]))
+        out.append(tuple(b[-2:]) if device is None else tuple(t.to(device) for t in b[-2:]))
     if not out: raise SBError("batches is empty; pass at least one (x, y) batch.")
     return out
 
-def _device(model): return next(model.parameters()).device
 
 def _err(out, y):
     "Batch error rate for class labels; NaN when the targets are not class indices."
     if y.dtype.is_floating_point or out.ndim != 2: return float("nan")
     return (out.argmax(1) != y).float().mean().item()
 
-def _norm(d): return math.sqrt(sum(float((v.double()**2).sum()) for v in d.values()))
+def _norm(d): return math.sqrt(torch.stack([(v.double()**2).sum() for v in d.values()]).sum().item())  # one host read, not one per tensor
 
 def _dot(a, b): return sum((a[n]*b[n]).sum() for n in a)
 
@@ -68,7 +56,7 @@ def loss_and_error(model:nn.Module, # the model (evaluated in eval mode)
                    loss_fn=F.cross_entropy, # batch-mean loss `loss_fn(logits, y)`
                   ) -> tuple:
     "Mean over batches of the batch-mean loss and of the batch error, at `params` or at the model's weights."
-    batches, dev, L, E = as_batches(batches), _device(model), 0., 0.
+    batches, dev, L, E = as_batches(batches), module_device(model), 0., 0.
     with evaluating(model), torch.no_grad():
         for x, y in batches:
             x, y = x.to(dev), y.to(dev)
@@ -134,7 +122,7 @@ def worst_case_sharpness(model:nn.Module, # a trained member (evaluated in eval 
                         ) -> dict:
     "Worst-case m-sharpness $S^{\\rho,p}(w)$ by the official APGD ascent, with the error increase and the largest $\\|\\delta\\|_2$."
     _check(rho, norm, n_iters)
-    batches, dev, cps = as_batches(batches), _device(model), set(apgd_checkpoints(n_iters))
+    batches, dev, cps = as_batches(batches), module_device(model), set(apgd_checkpoints(n_iters))
     w0 = trainable_params(model)
     scale = {n: (w.abs() if adaptive else 1.) for n, w in w0.items()}
     at = lambda d: {n: w0[n] + d[n] for n in w0}
@@ -153,7 +141,7 @@ def worst_case_sharpness(model:nn.Module, # a trained member (evaluated in eval 
             for i in range(n_iters):
                 g = gradf(at(point))
                 if norm == "l2":
-                    gn = math.sqrt(sum(float((v**2).sum()) for v in g.values())) + 1e-12
+                    gn = math.sqrt(torch.stack([(v**2).sum() for v in g.values()]).double().sum().item()) + 1e-12
                     step = {n: delta[n] + eta*g[n]/gn*scale[n] for n in w0}
                 else: step = {n: delta[n] + eta*g[n].sign()*scale[n] for n in w0}
                 z = project_perturbation(step, w0, rho, norm, adaptive)
@@ -185,7 +173,7 @@ def average_case_sharpness(model:nn.Module, # a trained member (evaluated in eva
     "Average-case sharpness: mean over batches and draws of $L_B(w+\\delta)-L_B(w)$, $\\delta=\\rho\\,\\xi\\odot|w|$."
     _check(rho, norm, n_samples)
     if n_samples < 1: raise SBError("n_samples must be at least 1.")
-    batches, dev, gen = as_batches(batches), _device(model), torch.Generator().manual_seed(seed)
+    batches, dev, gen = as_batches(batches), module_device(model), torch.Generator().manual_seed(seed)
     w0 = trainable_params(model)
     def noise(w):
         xi = torch.randn(w.shape, generator=gen) if norm == "l2" else 2*torch.rand(w.shape, generator=gen) - 1
@@ -210,7 +198,7 @@ def fisher_summary(model:nn.Module, # a trained member (evaluated in eval mode; 
     "Mean over samples of the per-sample squared gradient norm $\\|\\nabla_w\\ell(x_i,y_i;w)\\|_2^2$, in eval mode."
     batches = as_batches(batches)
     data = (torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
-    return per_sample_sharpness(model, data, kind="fisher", loss_fn=loss_fn, device=_device(model)).double().mean().item()
+    return per_sample_sharpness(model, data, kind="fisher", loss_fn=loss_fn, device=module_device(model)).double().mean().item()
 
 # %% ../nbs/07_sharpness.ipynb #ac5be853
 def hessian_vector_product(model:nn.Module, # the model (evaluated in eval mode)
@@ -219,7 +207,7 @@ def hessian_vector_product(model:nn.Module, # the model (evaluated in eval mode)
                            loss_fn=F.cross_entropy, # batch-mean loss `loss_fn(logits, y)`
                           ) -> dict:
     "$Hv$ for the Hessian of the mean loss over `batches`, by forward-over-reverse differentiation."
-    batches, dev, w = as_batches(batches), _device(model), trainable_params(model)
+    batches, dev, w = as_batches(batches), module_device(model), trainable_params(model)
     if set(v) != set(w): raise SBError("v must have one tensor per trainable parameter, keyed like model.named_parameters().")
     out = {n: torch.zeros_like(t) for n, t in w.items()}
     with evaluating(model):
@@ -240,7 +228,7 @@ def hessian_top_eigenvalue(model:nn.Module, # a trained member (evaluated in eva
                            return_vector:bool=False, # also return the eigenvector (a dict like the parameters)
                           ):
     "Largest-magnitude eigenvalue $\\lambda_{\\max}$ of the Hessian of the mean loss, by power iteration."
-    batches, w, gen = as_batches(batches), trainable_params(model), torch.Generator().manual_seed(seed)
+    batches, w, gen = as_batches(batches, module_device(model)), trainable_params(model), torch.Generator().manual_seed(seed)
     v = {n: torch.randn(t.shape, generator=gen).to(t) for n, t in w.items()}
     vn = _norm(v); v = {n: t/vn for n, t in v.items()}; lam = None
     for _ in range(max(1, n_iters)):
@@ -263,7 +251,7 @@ def hessian_trace(model:nn.Module, # a trained member (evaluated in eval mode; l
     "Hutchinson's estimate $\\operatorname{tr}H\\approx\\frac1S\\sum_s v_s^\\top Hv_s$ with Rademacher probes $v_s$."
     if int(n_samples) != n_samples or n_samples < 1: raise SBError(f"n_samples must be an integer >= 1 (got {n_samples!r}).")
     if int(chunk_size) != chunk_size or chunk_size < 1: raise SBError(f"chunk_size must be an integer >= 1 (got {chunk_size!r}).")
-    batches, w, gen = as_batches(batches), trainable_params(model), torch.Generator().manual_seed(seed)
+    batches, w, gen = as_batches(batches, module_device(model)), trainable_params(model), torch.Generator().manual_seed(seed)
     hvp = vmap(lambda v: hessian_vector_product(model, batches, v, loss_fn))
     total, left = 0., n_samples
     while left:

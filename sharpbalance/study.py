@@ -15,7 +15,7 @@ import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 import seaborn as sns
 from scipy import stats
-from .core import SBError, parse_seeds
+from .core import SBError, parse_seeds, atomic_write_text
 from . import data as sbdata
 from .train import TrainConfig, train_ensemble, load_ensemble, METHODS, SELECTIONS
 from .measure import evaluate_ensemble
@@ -168,7 +168,7 @@ def _open_study(out, settings:StudySettings, bundle, kind:str="study") -> Path:
         return p
     if p.exists() and any(p.iterdir()): raise SBError(f"--out {p} is not empty and holds no study; use an empty or new folder.")
     p.mkdir(parents=True, exist_ok=True)
-    tmp = p/".study.json.tmp"; tmp.write_text(json.dumps(dict(kind=kind, settings=rec), indent=1)); os.replace(tmp, f)
+    atomic_write_text(f, json.dumps(dict(kind=kind, settings=rec), indent=1))
     return p
 
 # %% ../nbs/13_study.ipynb #d14f2b83
@@ -243,11 +243,11 @@ def _locked(out):
 
 def _write_results(out, rows:dict):
     "Merge `rows` (run name -> row) into `results.csv` under the lock: rows on disk first, ours replace theirs."
-    f = Path(out)/"results.csv"; tmp = f.with_name(f".results.csv.{os.getpid()}.tmp")
+    f = Path(out)/"results.csv"
     with _locked(out):
         merged = {r["run"]: r for r in read_results(out).to_dict("records")}
         merged.update(rows)
-        pd.DataFrame(list(merged.values())).to_csv(tmp, index=False); os.replace(tmp, f)
+        atomic_write_text(f, pd.DataFrame(list(merged.values())).to_csv(index=False))
 
 # %% ../nbs/13_study.ipynb #9bb17a34
 @dataclass

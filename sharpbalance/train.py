@@ -12,9 +12,9 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastprogress.fastprogress import master_bar, progress_bar
 from torch.utils.data import TensorDataset
-from .core import SBError, set_seed, get_device, atomic_save, load_checkpoint, parse_seeds
+from .core import SBError, set_seed, get_device, atomic_save, atomic_write_text, load_checkpoint, parse_seeds, evaluating, module_device
 from . import data as sbdata, models as sbmodels
-from .sam import SAM, mixed_step
+from .sam import SAM, _mixed_step
 from .balance import per_sample_sharpness, sam_subsets, sam_share
 from .parallel import Ranks, init_ranks, check_stackable, stacked_epoch
 
@@ -61,7 +61,7 @@ class TrainConfig:
     progress:bool=True # show a progress bar
 
     def __post_init__(self):
-        self.seed = parse_seeds(self.seed)
+        self.seed, self.data = parse_seeds(self.seed), sbdata.canonical_name(self.data)
         if self.method is None: self.method = "de" if not self.sam else ("sharpbalance" if self.flat_ratio > 0 else "sam")
         self.validate()
 
@@ -153,7 +153,7 @@ def train_epoch(m:Member, cfg:TrainConfig, train_ds, device) -> float:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if not cfg.sam: loss = _sgd_step(m.model, m.opt, x, y)
         elif m.mask is None: loss = _sam_step(m.model, m.opt, x, y)
-        else: loss = torch.as_tensor(mixed_step(m.model, m.opt, x, y, m.mask[idx]), device=device)
+        else: loss = _mixed_step(m.model, m.opt, x, y, m.mask[idx])
         total += loss * len(y); n += len(y)
     m.rng = torch.get_rng_state(); m.sched.step(); m.epoch += 1
     return (total / max(n, 1)).item()
@@ -162,12 +162,12 @@ def train_epoch(m:Member, cfg:TrainConfig, train_ds, device) -> float:
 @torch.no_grad()
 def evaluate(model:nn.Module, ds, device=None, batch_size:int=1000) -> tuple[float, float]:
     "Mean cross-entropy and error rate of `model` on `ds` (eval mode; the model's mode is restored)."
-    was = model.training; model.eval(); device = device or next(model.parameters()).device
+    device = device or module_device(model)
     loss, err, n = torch.zeros((), device=device, dtype=torch.float64), torch.zeros((), device=device, dtype=torch.int64), 0
-    for _, x, y in sbdata.iterate(ds, batch_size):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True); out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum"); err += (out.argmax(1) != y).sum(); n += len(y)
-    model.train(was)
+    with evaluating(model):
+        for _, x, y in sbdata.iterate(ds, batch_size):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True); out = model(x)
+            loss += F.cross_entropy(out, y, reduction="sum"); err += (out.argmax(1) != y).sum(); n += len(y)
     return loss.item() / n, err.item() / n  # read once: no device sync per batch
 
 # %% ../nbs/05_train.ipynb #70ca6d4d
@@ -206,7 +206,7 @@ def _open_run(cfg:TrainConfig, bundle) -> Path|None:
     else:
         p.mkdir(parents=True, exist_ok=True)
         rec = {**_config_dict(cfg), "data_path": cfg.data_path, "n_classes": bundle.n_classes, "input_shape": list(bundle.input_shape)}
-        tmp = p/".config.json.tmp"; tmp.write_text(json.dumps(rec, indent=1)); os.replace(tmp, cf)
+        atomic_write_text(cf, json.dumps(rec, indent=1))
     return p
 
 def _log_row(p:Path|None, m:Member, row:dict):
@@ -225,10 +225,10 @@ class TrainResult:
     @property
     def models(self) -> list: return [m.model for m in self.members]
     @property
-    def sam_share(self) -> list: return sam_share(self.masks) if self.masks is not None else [float(self.config.sam)] * len(self.members)
+    def sam_share(self) -> list: return sam_share(self.masks) if self.masks is not None else [float(self.config.sam)] * len(self.config.seed)
 
 def _on_device(ds, device):
-    "An in-memory training set moves to the device once, so batches are gathered there (no copy per step)."
+    "An in-memory dataset moves to the device once, so batches are gathered there (no copy per step)."
     if device.type != "cpu" and isinstance(ds, TensorDataset) and len(ds.tensors) == 2:
         return TensorDataset(*(t.to(device) for t in ds.tensors))
     return ds
@@ -253,7 +253,7 @@ def _train(cfg, bundle, ranks, M, t0) -> TrainResult:
     split = {k: torch.as_tensor(bundle.meta[k]) for k in ("train_idx", "val_idx") if bundle.meta.get(k) is not None}
     if ranks.is_main and run is not None and split and not (run/"split.pt").exists(): atomic_save(split, run/"split.pt")  # the held-out split, for the record
     members = [_make_member(cfg, k, bundle, device) for k in ks]
-    train_ds = _on_device(bundle.train, device)
+    train_ds, test_ds = _on_device(bundle.train, device), _on_device(bundle.test, device)
     scores = masks = None
     # resume from our own checkpoints (only when every rank can), or start from another run's phase 1
     if run is not None and ranks.min(all((run/f"member{m.k}.pt").exists() for m in members)):
@@ -267,7 +267,7 @@ def _train(cfg, bundle, ranks, M, t0) -> TrainResult:
         _check_same(json.loads(cf.read_text()), _config_dict(cfg), _PHASE1, f"--init_from {src} was trained differently")
         for m in members:
             m.load(load_checkpoint(src/f"member{m.k}_epoch{cfg.init_epoch}.pt"))
-    val, show = bundle.val, cfg.progress and ranks.is_main
+    val, show = (None if bundle.val is None else _on_device(bundle.val, device)), cfg.progress and ranks.is_main
     start = ranks.min(min(m.epoch for m in members))
     mb = master_bar(range(start, cfg.epochs)) if show else range(start, cfg.epochs)
     for epoch in mb:
@@ -282,7 +282,7 @@ def _train(cfg, bundle, ranks, M, t0) -> TrainResult:
             if not cfg.stacked: t = time.time(); tr = train_epoch(m, cfg, train_ds, device)
             else: tr = losses[i]
             row = dict(epoch=epoch+1, time=round((time.time()-t) / (len(todo) if cfg.stacked else 1), 3), train_loss=tr)
-            row["test_loss"], row["test_error"] = evaluate(m.model, bundle.test, device)
+            row["test_loss"], row["test_error"] = evaluate(m.model, test_ds, device)
             if val is not None: row["val_loss"], row["val_error"] = evaluate(m.model, val, device)
             row["sam_share"] = float(m.mask.float().mean()) if m.mask is not None else float(cfg.sam)
             row["lr"] = m.sched.get_last_lr()[0]
@@ -292,13 +292,12 @@ def _train(cfg, bundle, ranks, M, t0) -> TrainResult:
                 if m.epoch == cfg.initial_epochs or (cfg.save_every and m.epoch % cfg.save_every == 0): atomic_save(sd, run/f"member{m.k}_epoch{m.epoch}.pt")
         if show and hasattr(mb, "write"):
             mb.write(f"epoch {epoch+1}: test error " + " ".join(f"{m.log[-1]['test_error']:.4f}" for m in members))
-    res = TrainResult(cfg, members, scores, masks if masks is not None else None, [m.log for m in members], time.time()-t0, run)
+    res = TrainResult(cfg, members, scores, masks, [m.log for m in members], time.time()-t0, run)
     errs = dict(kv for part in ranks.gather([(m.k, m.log[-1]["test_error"] if m.log else None) for m in members]) for kv in part)
     if run is not None and ranks.is_main:
-        share = sam_share(masks) if masks is not None else [float(cfg.sam)] * len(cfg.seed)
-        summ = dict(config=_config_dict(cfg), seconds=res.seconds, sam_share=share, world_size=ranks.world,
+        summ = dict(config=_config_dict(cfg), seconds=res.seconds, sam_share=res.sam_share, world_size=ranks.world,
                     test_error=[errs[k] for k in range(len(cfg.seed))] if all(v is not None for v in errs.values()) else None)
-        tmp = run/".summary.json.tmp"; tmp.write_text(json.dumps(summ, indent=1)); os.replace(tmp, run/"summary.json")
+        atomic_write_text(run/"summary.json", json.dumps(summ, indent=1))
     ranks.barrier("finishing the run")
     return res
 
