@@ -2,18 +2,14 @@
 nbs/10_widgets.ipynb in headless Chromium (Debian's, never `playwright install`), run all cells, move the rho and
 flat_ratio sliders of `explore_training` and the rho slider of `explore_theory`, and check that the text and the
 plot image change as they should. The server is stopped by its process group."""
-import json, os, shutil, signal, socket, subprocess, sys, time, urllib.request
+import json, os, shutil, signal, subprocess, time, urllib.request
 from pathlib import Path
 import pytest
+from helpers import ROOT, BIN, env1, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT/'nbs'/'10_widgets.ipynb'
 RUN_ALL_TIMEOUT = 240_000  # ms: the notebook's own lessons run first (about 35 s on 2 busy cores)
 CHANGE_TIMEOUT = 90_000    # ms: one slider move retrains at most two small ensembles (a few seconds)
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def _clean_copy(src:Path, dst:Path):
     "The notebook without outputs, so nothing saved can pass for a live widget."
@@ -35,10 +31,10 @@ def lab(tmp_path_factory):
     # render every cell (no windowing), so the widgets stay in the DOM wherever the notebook is scrolled
     tracker = work/'.settings'/'@jupyterlab'/'notebook-extension'/'tracker.jupyterlab-settings'
     tracker.parent.mkdir(parents=True); tracker.write_text(json.dumps({'windowingMode': 'none'}))
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp/'config'), JUPYTER_RUNTIME_DIR=str(tmp/'runtime'),
-               IPYTHONDIR=str(tmp/'ipython'), OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-    port = _free_port()
-    cmd = [str(Path(sys.executable).parent/'jupyter'), 'lab', '--no-browser', '--allow-root', '--ip=127.0.0.1',
+    env = env1(JUPYTER_CONFIG_DIR=str(tmp/'config'), JUPYTER_RUNTIME_DIR=str(tmp/'runtime'),
+               IPYTHONDIR=str(tmp/'ipython'), PYTHONUNBUFFERED='1')
+    port = free_port()
+    cmd = [str(BIN/'jupyter'), 'lab', '--no-browser', '--allow-root', '--ip=127.0.0.1',
            f'--port={port}', '--ServerApp.port_retries=0', '--IdentityProvider.token=', f'--ServerApp.root_dir={work}',
            f'--LabApp.workspaces_dir={work}/.ws', f'--LabApp.user_settings_dir={work}/.settings',
            '--LabApp.news_url=None', '--LabApp.expose_app_in_browser=True']

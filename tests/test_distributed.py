@@ -1,29 +1,23 @@
 "`sharpbalance-train` under `torchrun`: gloo ranks on this machine give the single-process run's subsets and weights."
-import os, signal, socket, subprocess, sys, time, json
+import os, signal, subprocess, sys, time, json
 from pathlib import Path
 import pytest, torch
+from helpers import TRAIN, run, env1, free_port
 
-BIN = Path(sys.executable).parent
-TRAIN = str(BIN/"sharpbalance-train")
 RUN = ["--data", "digits", "--model", "mlp", "--seed", "13 17 27", "--sam", "True", "--rho", "0.2", "--flat_ratio", "0.5",
        "--initial_epochs", "2", "--epochs", "4", "--lr", "0.05", "--batch_size", "64", "--lrsche", "cosine", "--device", "cpu", "--quiet"]
 
-def free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-def env1(**kw): return {**os.environ, "OMP_NUM_THREADS": "1", **kw}
-
 def torchrun(nproc, args, timeout=300):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env1())
+    return run(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args,
+               timeout=timeout, env=env1())
 
 def member(folder, k): return torch.load(Path(folder)/f"member{k}.pt", weights_only=True)
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     out = tmp_path_factory.mktemp("single")/"run"
-    r = subprocess.run([TRAIN, *RUN, "--save_path", str(out)], capture_output=True, text=True, timeout=300, env=env1())
+    r = run(TRAIN, *RUN, "--save_path", str(out), timeout=300, env=env1())
     assert r.returncode == 0, r.stderr
     return out
 

@@ -3,18 +3,19 @@ load every page in headless Chromium with every outside request aborted, and che
 import functools, http.server, importlib.util, os, re, shutil, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # SB_DOCS_NBS: check another notebook folder; SB_DOCS_SITE: check an already built site (make docs) instead of building;
 # SB_DOCS_SHOTS: keep the page screenshots there
 NBS = Path(os.environ.get('SB_DOCS_NBS', ROOT/'nbs'))
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location('build_docs', ROOT/'tools'/'build_docs.py')
+def _load_tool(name:str, file:str):
+    "Import tools/`file` as module `name` (tools/ is not a package)."
+    spec = importlib.util.spec_from_file_location(name, ROOT/'tools'/file)
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod
 
-bd = _load_builder()
+bd = _load_tool('build_docs', 'build_docs.py')
 PAGES = [bd.page_of(p.relative_to(NBS)).as_posix() for p in bd.find_notebooks(NBS)]
 
 @pytest.fixture(scope='session')
@@ -26,9 +27,13 @@ def site(tmp_path_factory):
     assert built == sorted(PAGES), f'pages built {built} != notebooks {sorted(PAGES)}'
     return out
 
+def _run_build(out:Path, nbs:Path=None) -> subprocess.CompletedProcess:
+    "Run tools/build_docs.py (the command `make docs` runs) on `nbs` into `out`."
+    return subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--nbs', str(nbs or NBS), '--out', str(out), '-q'],
+                          capture_output=True, text=True, cwd=ROOT)
+
 def _build(out:Path, nbs:Path=None) -> Path:
-    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--nbs', str(nbs or NBS), '--out', str(out), '-q'],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = _run_build(out, nbs)
     if r.returncode: pytest.fail(f'tools/build_docs.py failed:\n{r.stderr[-3000:]}', pytrace=False)
     return out
 
@@ -144,13 +149,18 @@ def test_checker_catches_broken_pages(site, server, browser):
 
 
 # ---------------------------------------------------------------- the build on a synthetic project (no browser needed)
+def _project(tmp:Path) -> Path:
+    "A throwaway nbdev project: this repo's pyproject.toml and package, and an empty nbs/ (returned)."
+    (tmp/'nbs').mkdir(parents=True)
+    (tmp/'pyproject.toml').write_text((ROOT/'pyproject.toml').read_text())
+    shutil.copytree(ROOT/'sharpbalance', tmp/'sharpbalance')
+    return tmp/'nbs'
+
 def _mini_nbs(tmp:Path, broken=False) -> Path:
     "A throwaway project: one module notebook using nbdev's directives (and optionally a notebook that breaks the build)."
     from nbformat.v4 import new_notebook, new_code_cell, new_markdown_cell, new_output
     import nbformat
-    (tmp/'nbs'/'tutorials').mkdir(parents=True)
-    (tmp/'pyproject.toml').write_text((ROOT/'pyproject.toml').read_text())
-    shutil.copytree(ROOT/'sharpbalance', tmp/'sharpbalance')
+    (_project(tmp)/'tutorials').mkdir()
     out = lambda t: [new_output('stream', name='stdout', text=t)]
     nbformat.write(new_notebook(cells=[
         new_code_cell('#| default_exp mini'),
@@ -196,8 +206,7 @@ def test_build_applies_nbdev_directives(tmp_path):
 
 def test_build_names_the_broken_notebook(tmp_path):
     nbs = _mini_nbs(tmp_path/'proj', broken=True)
-    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--nbs', str(nbs), '--out', str(tmp_path/'site'), '-q'],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = _run_build(tmp_path/'site', nbs)
     assert r.returncode == 1 and 'nbs/01_broken.ipynb' in r.stderr and 'undefined_name' in r.stderr, r.stderr[-2000:]
     assert 'nbs/00_mini.ipynb' not in r.stderr and not (tmp_path/'site').exists()
 
@@ -206,9 +215,7 @@ def _tiny_project(tmp:Path) -> Path:
     "A throwaway nbdev project whose index notebook has a hidden cell, an echo:false cell, a figure and links."
     import base64, nbformat
     from nbformat.v4 import new_notebook, new_code_cell, new_markdown_cell, new_output
-    (tmp/'nbs').mkdir(parents=True)
-    (tmp/'pyproject.toml').write_text((ROOT/'pyproject.toml').read_text())
-    shutil.copytree(ROOT/'sharpbalance', tmp/'sharpbalance')
+    _project(tmp)
     png = base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==')
     nb = new_notebook(cells=[
         new_code_cell('#| hide\nsecret = 1'),
@@ -221,14 +228,9 @@ def _tiny_project(tmp:Path) -> Path:
     nbformat.write(nb, tmp/'nbs'/'index.ipynb')
     return tmp
 
-def _load_readme():
-    spec = importlib.util.spec_from_file_location('readme_tool', ROOT/'tools'/'readme.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
-
 def _readme(*args, root, capsys=None):
     "Run tools/readme.py's main in-process (one import of nbdev/nbconvert for all calls); (rc, stdout)."
-    rc = _load_readme().main([*args, '--root', str(root)])
+    rc = _load_tool('readme_tool', 'readme.py').main([*args, '--root', str(root)])
     return rc, (capsys.readouterr().out if capsys else '')
 
 def test_readme_written_from_index_and_checked(tmp_path, capsys):

@@ -1,12 +1,11 @@
 "End-to-end tests of `sharpbalance-measure`: real processes on a real (tiny) `sharpbalance-train` run."
-import csv, json, subprocess, sys
-from pathlib import Path
+import csv, json
+from functools import partial
 import pytest
+import helpers
+from helpers import MEASURE, TRAIN, clean_error
 
-BIN = Path(sys.executable).parent
-MEASURE, TRAIN = str(BIN/"sharpbalance-measure"), str(BIN/"sharpbalance-train")
-
-def run(exe, *args): return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
+run = partial(helpers.run, timeout=300)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -14,11 +13,6 @@ def trained(tmp_path_factory):
     r = run(TRAIN, "--seed", "1 2", "--epochs", "1", "--batch_size", "256", "--quiet", "--save_path", str(p))
     assert r.returncode == 0, r.stderr
     return p
-
-def one_sentence(r):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    return r.stderr
 
 def test_writes_json_csv_table_and_never_overwrites(trained, tmp_path):
     args = ["--dataset", "digits", "--model", "cnn", "--resume", str(trained), "--mode", "disagreement", "--save", str(tmp_path)]
@@ -36,7 +30,7 @@ def test_writes_json_csv_table_and_never_overwrites(trained, tmp_path):
     assert (trained/"preds_test.pt").is_file()  # predictions cached next to the checkpoints
     # a second run refuses to replace the result (even one that was edited), and says how
     js.write_text('{"mine": 1}')
-    assert "--force" in one_sentence(run(MEASURE, *args))
+    clean_error(run(MEASURE, *args), "--force")
     assert js.read_text() == '{"mine": 1}'
     r = run(MEASURE, *args, "--force")
     assert r.returncode == 0, r.stderr
@@ -47,10 +41,9 @@ def test_writes_json_csv_table_and_never_overwrites(trained, tmp_path):
     (["--dataset", "cifar10", "--mode", "APGD_worst"], "trained on digits"),
 ])
 def test_bad_input_is_one_sentence(trained, tmp_path, args, msg):
-    err = one_sentence(run(MEASURE, "--resume", str(trained), "--save", str(tmp_path), *args))
-    assert msg in err, err
+    clean_error(run(MEASURE, "--resume", str(trained), "--save", str(tmp_path), *args), msg)
     assert not list(tmp_path.iterdir())  # nothing written
 
 def test_resume_without_checkpoints(tmp_path):
-    assert "no config.json" in one_sentence(run(MEASURE, "--resume", str(tmp_path)))
+    clean_error(run(MEASURE, "--resume", str(tmp_path)), "no config.json")
     assert not list(tmp_path.iterdir())
