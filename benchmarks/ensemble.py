@@ -4,13 +4,14 @@
 
 1. Stacked vs sequential steps, M = 3 members of the `mlp` on digits (batch 64): the DE (SGD), SAM and SharpBalance
    mixed steps, taken member by member (`train._sgd_step`, `train._sam_step`, `sam.mixed_step`) against one
-   `parallel.stacked_step` for all three. Target: stacked SAM step >= 1.5x faster.
+   `parallel.stacked_step` for all three (the default, layer-by-layer `Stack`; the SAM step also with the
+   whole-model `vmap` engine). Target: stacked SAM step >= 1.5x faster.
 2. The whole epoch of the default trainer (`train_ensemble`, DE, the demo `cnn`, batch 128, per-epoch evaluation
    and logging, no checkpoints) against a plain per-member loop of SGD steps over the same batches.
 With --sweep, also the stacked SAM speed-up for mlp on digits and cnn1d on mnist1d at batches 8 to 512.
    The loop is timed twice: training only, and with the test-set evaluation the trainer logs after every epoch.
-Ends with one JSON line: stacked_speedup (SAM step), stacked_speedup_sgd, stacked_speedup_mixed, trainer_over_loop,
-trainer_over_loop_with_eval.
+Ends with one JSON line: stacked_speedup (SAM step), stacked_speedup_sgd, stacked_speedup_mixed, stacked_speedup_vmap
+(SAM step, vmap engine), trainer_over_loop, trainer_over_loop_with_eval.
 On a GPU (`--device cuda`) the same script also prints the throughput per member (samples/s) of each step."""
 import argparse, copy, json, statistics, time
 import torch
@@ -32,8 +33,9 @@ sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: No
 M, f = 3, 0.73  # f: a typical SharpBalance SAM share at flat_ratio 0.5 (see benchmarks/steps.py)
 kw = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
 
-def step_times(data, model, bs, kinds=("sgd", "sam", "mixed"), steps=args.steps, repeats=args.repeats):
-    "Median seconds per step of all M members, member by member and stacked: {(kind, 'sequential'|'stacked'): s}."
+def step_times(data, model, bs, kinds=("sgd", "sam", "mixed"), steps=args.steps, repeats=args.repeats, vmap_sam=False):
+    """Median seconds per step of all M members, member by member and stacked: {(kind, 'sequential'|'stacked'|'vmap'): s};
+    and each repeat's speed-up sequential / stacked: {(kind, 'stacked'|'vmap'): [ratio per repeat]}."""
     bundle = sbdata.load(data); X, Y = (t.to(dev) for t in bundle.train.tensors)
     g = torch.Generator().manual_seed(0)
     idx = [torch.stack([torch.randperm(len(Y), generator=g)[:bs] for _ in range(M)]).to(dev) for _ in range(steps)]
@@ -53,35 +55,44 @@ def step_times(data, model, bs, kinds=("sgd", "sam", "mixed"), steps=args.steps,
         sync(); t = time.perf_counter()
         for i in range(steps): step(i)
         sync(); return (time.perf_counter() - t) / steps
-    def time_stacked(kind):
-        st = Stack(nets()).train(); ps = list(st.params.values())
-        opt = torch.optim.SGD(ps, **kw) if kind == "sgd" else StackedSAM(ps, torch.optim.SGD, rho=0.2, **kw)
+    def time_stacked(kind, engine="auto"):
+        st = Stack(nets(), engine=engine).train(); ps = list(st.params.values())
+        skw = dict(kw, foreach=True)  # as `parallel._stacked_opt`
+        opt = torch.optim.SGD(ps, **skw) if kind == "sgd" else StackedSAM(ps, torch.optim.SGD, rho=0.2, **skw)
         def step(i):
             stacked_step(st, opt, X[idx[i]], Y[idx[i]], masks[i] if kind == "mixed" else None, sam=kind != "sgd")
         for i in range(3): step(i)
         sync(); t = time.perf_counter()
         for i in range(steps): step(i)
         sync(); return (time.perf_counter() - t) / steps
-    times = {(k, s): [] for k in kinds for s in ("sequential", "stacked")}
-    for _ in range(repeats):  # interleaved, so drifts in machine load hit all alike
-        for (k, s) in times: times[(k, s)].append((time_seq if s == "sequential" else time_stacked)(k))
-    return {key: statistics.median(v) for key, v in times.items()}
+    paths = {k: ("sequential", "stacked") + (("vmap",) if vmap_sam and k == "sam" else ()) for k in kinds}
+    times = {(k, s): [] for k in kinds for s in paths[k]}
+    run = dict(sequential=time_seq, stacked=time_stacked, vmap=lambda k: time_stacked(k, "vmap"))
+    for _ in range(repeats):  # a kind's paths back to back, so drifts in machine load hit them alike
+        for (k, s) in times: times[(k, s)].append(run[s](k))
+    ratios = {(k, s): [a / b for a, b in zip(times[(k, "sequential")], times[(k, s)])] for (k, s) in times if s != "sequential"}
+    return {key: statistics.median(v) for key, v in times.items()}, ratios
 
 bs = args.batch_size
 print(f"device {dev}, {args.threads} thread(s), M = {M}, model {args.model}, batch {bs}, {args.steps} steps x {args.repeats} repeats")
-med, speed = step_times("digits", args.model, bs), {}
+(med, ratios), speed = step_times("digits", args.model, bs, vmap_sam=True), {}
+def ratio(key):
+    "Median over repeats of the speed-up within one repeat, with its range."
+    r = ratios[key]; return statistics.median(r), f"(repeats {min(r):.2f}-{max(r):.2f})"
 for k in ("sgd", "sam", "mixed"):
-    a, b = med[(k, "sequential")], med[(k, "stacked")]; speed[k] = a / b
-    print(f"{k:>5} step, all {M} members: sequential {a*1e3:7.2f} ms, stacked {b*1e3:7.2f} ms -> {speed[k]:.2f}x"
+    a, b = med[(k, "sequential")], med[(k, "stacked")]; speed[k], rng = ratio((k, "stacked"))
+    print(f"{k:>5} step, all {M} members: sequential {a*1e3:7.2f} ms, stacked {b*1e3:7.2f} ms -> {speed[k]:.2f}x {rng}"
           f"   ({bs / b:,.0f} samples/s per member stacked, {bs / a:,.0f} sequential)")
+speed["vmap"], rng = ratio(("sam", "vmap"))
+print(f"  sam step, stacked with the whole-model vmap engine: {med[('sam', 'vmap')]*1e3:7.2f} ms -> {speed['vmap']:.2f}x {rng}")
 print(f"stacked SAM step speed-up = {speed['sam']:.2f}x (target >= 1.5x)")
 if args.sweep:  # where stacking pays: per-step overhead (small batches) against arithmetic (large ones)
     print("stacked SAM step speed-up by model and batch (sequential / stacked):")
     for data, model in (("digits", "mlp"), ("mnist1d", "cnn1d")):
         row = []
         for b_ in (8, 32, 128, 512):
-            t = step_times(data, model, b_, kinds=("sam",), steps=max(10, args.steps // 2))
-            row.append(f"batch {b_:3d}: {t[('sam', 'sequential')] / t[('sam', 'stacked')]:.2f}x")
+            _, r = step_times(data, model, b_, kinds=("sam",), steps=max(10, args.steps // 2))
+            row.append(f"batch {b_:3d}: {statistics.median(r[('sam', 'stacked')]):.2f}x")
         print(f"  {model:5s} on {data:7s}  " + "   ".join(row))
 
 # 2. whole epochs: the trainer against a plain loop over the same batches
@@ -109,5 +120,6 @@ print(f"{cfg.epochs} epochs of {M} '{cfg.model}' members (DE, batch {cfg.batch_s
       f"(evaluation and logs included), plain loop {loop:.2f} s -> trainer / loop = {trainer/loop:.2f}")
 print(f"the plain loop plus the trainer's per-epoch test-set evaluation: {loop_eval:.2f} s -> trainer / that = {trainer/loop_eval:.2f}")
 print(json.dumps(dict(stacked_speedup=round(speed["sam"], 3), stacked_speedup_sgd=round(speed["sgd"], 3),
-                      stacked_speedup_mixed=round(speed["mixed"], 3), trainer_over_loop=round(trainer / loop, 3),
+                      stacked_speedup_mixed=round(speed["mixed"], 3),
+                      stacked_speedup_vmap=round(speed["vmap"], 3), trainer_over_loop=round(trainer / loop, 3),
                       trainer_over_loop_with_eval=round(trainer / loop_eval, 3))))

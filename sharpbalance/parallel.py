@@ -134,19 +134,64 @@ def check_stackable(model:nn.Module, # one member
         raise SBError(f"--stacked trains members with torch.func.vmap, which cannot update running statistics, and {name} has "
                       f"{what}; use a model without them (mlp or cnn1d) or drop --stacked.")
 
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+_PER_SAMPLE = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+
+def _plain_sequential(m:nn.Module) -> bool: return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+def _leaves(m:nn.Module, prefix:str=""):
+    "(layer, {its parameter name: the stacked name}) for the leaves of nested plain `Sequential`s, in call order."
+    for name, child in m.named_children():
+        if _plain_sequential(child): yield from _leaves(child, f"{prefix}{name}.")
+        else: yield child, {n: f"{prefix}{name}.{n}" for n, _ in child.named_parameters()}
+
+def _vmapped(mod:nn.Module): return vmap(lambda p, x: functional_call(mod, p, (x,)))
+
+def _stacked_layer(mod:nn.Module, # one layer of the (meta) base model
+                   p:dict, # its parameters, stacked [M, ...]
+                   x:torch.Tensor, # [M, B, ...]
+                   f # `_vmapped(mod)`, for layers without a batched form
+                  ) -> torch.Tensor:
+    "Layer `mod` of every member, member $i$ with its own parameters on its own batch $x_i$."
+    M = x.shape[0]
+    if isinstance(mod, nn.Linear):
+        h = x.flatten(1, -2).transpose(1, 2)  # [M, in, B]
+        out = torch.baddbmm(p["bias"].unsqueeze(-1), p["weight"], h) if "bias" in p else torch.bmm(p["weight"], h)
+        return out.transpose(1, 2).unflatten(1, x.shape[1:-1])
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.padding_mode == "zeros":
+        conv = F.conv1d if isinstance(mod, nn.Conv1d) else F.conv2d  # [B, M*C, ...] with M*groups groups
+        out = conv(x.transpose(0, 1).flatten(1, 2), p["weight"].flatten(0, 1), p["bias"].flatten() if "bias" in p else None,
+                   mod.stride, mod.padding, mod.dilation, mod.groups * M)
+        return out.unflatten(1, (M, -1)).transpose(0, 1)
+    if isinstance(mod, _ELEMENTWISE): return mod(x)
+    if isinstance(mod, nn.Flatten):
+        s, e = mod.start_dim, mod.end_dim
+        return x.flatten(s + (s >= 0), e + (e >= 0))
+    if isinstance(mod, _PER_SAMPLE): return mod(x.flatten(0, 1)).unflatten(0, (M, -1))
+    return f(p, x)
+
 class Stack:
-    "M members' parameters stacked along a leading axis and run as one with `vmap(functional_call)`."
-    def __init__(self, models:list # members of one architecture, in member order
+    "M members' parameters stacked along a leading axis and run as one, layer by layer or with `vmap(functional_call)`."
+    def __init__(self, models:list, # members of one architecture, in member order
+                 engine:str="auto" # "layers" (plain `nn.Sequential` only), "vmap", or "auto": layers where possible
                 ):
         for m in models: check_stackable(m)
         self.models = models
         self.params, _ = stack_module_state(models)  # new leaf tensors [M, ...]; the optimizer must own these
         self.base = copy.deepcopy(models[0]).to("meta")
-        self._f = vmap(lambda p, x: functional_call(self.base, p, (x,)))
+        if engine not in ("auto", "layers", "vmap"): raise SBError(f"engine must be auto, layers or vmap; got {engine!r}.")
+        plain = _plain_sequential(self.base)
+        if engine == "layers" and not plain:
+            raise SBError(f"engine='layers' needs a plain nn.Sequential and {type(self.base).__name__} is not one; use engine='vmap'.")
+        self.engine = "layers" if plain and engine != "vmap" else "vmap"
+        self._plan = [(mod, names, _vmapped(mod)) for mod, names in _leaves(self.base)] if self.engine == "layers" else None
+        self._f = None if self._plan else _vmapped(self.base)
 
     def __call__(self, x:torch.Tensor # [M, B, ...]: one mini-batch per member
                 ) -> torch.Tensor: # [M, B, ...] outputs
-        return self._f(self.params, x)
+        if self._f: return self._f(self.params, x)
+        for mod, names, f in self._plan: x = _stacked_layer(mod, {k: self.params[v] for k, v in names.items()}, x, f)
+        return x
 
     def train(self, on:bool=True): self.base.train(on); return self
 
@@ -161,8 +206,8 @@ class StackedSAM(SAM):
     "SAM over stacked parameters $[M, \\dots]$: member $i$'s perturbation is normalised by its own gradient norm."
     def _inv_norm(self, grads):
         "$1 / (\\lVert g_i \\rVert_2 + 10^{-12})$ for each member $i$ (slice $i$ of every stacked tensor): shape [M]."
-        sq = torch.stack([t.flatten(1).pow(2).sum(1) for gs in grads for t in gs]).sum(0)
-        return 1.0 / (sq.sqrt() + 1e-12)
+        norms = torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for gs in grads for t in gs])  # [tensors, M]
+        return 1.0 / (torch.linalg.vector_norm(norms, dim=0) + 1e-12)
 
     def _factor(self, s, ps): return [s.view(-1, *[1] * (p.dim() - 1)) for p in ps]  # member i's scale on slice i
 
@@ -198,7 +243,7 @@ def stacked_step(st:Stack, # the stacked members (in train mode)
 def _stacked_opt(st:Stack, members:list, cfg) -> torch.optim.Optimizer:
     "SGD or `StackedSAM` over the stacked tensors, with the members' current lr and momentum buffers."
     g0 = members[0].opt.param_groups[0]
-    kw = dict(lr=g0["lr"], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    kw = dict(lr=g0["lr"], momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)  # on CPU too: one call per op
     opt = StackedSAM(list(st.params.values()), torch.optim.SGD, rho=cfg.rho, adaptive=cfg.adaptive, **kw) if cfg.sam \
           else torch.optim.SGD(list(st.params.values()), **kw)
     for n, sp in st.params.items():

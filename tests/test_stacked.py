@@ -1,5 +1,6 @@
 "Stacked members (`--stacked`, torch.func) train exactly like the member-by-member loop, up to float rounding."
-import pytest, torch
+import dataclasses, pytest, torch
+from torch.utils.data import TensorDataset
 from sharpbalance import data as sbdata
 from sharpbalance.core import SBError
 from sharpbalance.train import TrainConfig, train_ensemble
@@ -9,13 +10,21 @@ def bundle(): return sbdata.load("digits", n_train=300)
 
 KW = dict(seed="13 17 27", epochs=4, lr=0.05, batch_size=64, lrsche="cosine", progress=False, device="cpu")
 
+@pytest.fixture(scope="module")
+def signals():
+    "MNIST-1D cut to 300 training signals, like the digits fixture."
+    b = sbdata.load("mnist1d"); sub = TensorDataset(*(t[:300] for t in b.train.tensors))
+    return dataclasses.replace(b, train=sub, train_eval=sub)
+
 @pytest.mark.parametrize("model,method,extra", [
     ("mlp", "de", {}),
     ("mlp", "sam", dict(rho=0.2)),
     ("mlp", "sharpbalance", dict(rho=0.2, flat_ratio=0.5, initial_epochs=2)),
     ("mlp", "sharpbalance", dict(rho=0.1, flat_ratio=0.5, initial_epochs=2, adaptive=True, tail="high")),
+    ("cnn1d", "sharpbalance", dict(rho=0.2, flat_ratio=0.5, initial_epochs=2)),  # convolutions as grouped ones
 ])
-def test_stacked_equals_loop(bundle, model, method, extra):
+def test_stacked_equals_loop(request, model, method, extra):
+    bundle = request.getfixturevalue("signals" if model == "cnn1d" else "bundle")
     loop = train_ensemble(TrainConfig(model=model, method=method, **KW, **extra), bundle)
     stk = train_ensemble(TrainConfig(model=model, method=method, stacked=True, **KW, **extra), bundle)
     if loop.masks is not None:
