@@ -261,7 +261,9 @@ def stacked_epoch(members:list, # `train.Member`s at the same epoch, one archite
     for m in members: m.model.train()
     opt = _stacked_opt(st, members, cfg)
     total, n = torch.zeros(len(members), device=device), 0
-    its = [sbdata.iterate(train_ds, cfg.batch_size, shuffle=True, generator=m.gen, num_workers=cfg.workers or 0) for m in members]
+    w = -(-cfg.loader_workers // len(members))  # the run's workers shared among the members' loaders (on-disk data only)
+    its = [sbdata.iterate(train_ds, cfg.batch_size, shuffle=True, generator=m.gen, num_workers=w, pin_memory=device.type == "cuda")
+           for m in members]
     for batch in zip(*its):
         x = torch.stack([b[1] for b in batch]).to(device, non_blocking=True)
         y = torch.stack([b[2] for b in batch]).to(device, non_blocking=True)

@@ -60,6 +60,9 @@ class TrainConfig:
     dist_timeout:float=600. # under torchrun: seconds a rank waits for the others before stopping with an error
     progress:bool=True # show a progress bar
 
+    @property
+    def loader_workers(self) -> int: return self.workers if self.workers is not None else max(0, min(8, (os.cpu_count() or 1) - 1))
+
     def __post_init__(self):
         self.seed, self.data = parse_seeds(self.seed), sbdata.canonical_name(self.data)
         if self.method is None: self.method = "de" if not self.sam else ("sharpbalance" if self.flat_ratio > 0 else "sam")
@@ -141,14 +144,11 @@ def _sgd_step(model, opt, x, y, loss_fn=F.cross_entropy) -> torch.Tensor:
     loss = loss_fn(model(x), y); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return loss.detach()
 
-def _workers(cfg:TrainConfig) -> int:
-    return cfg.workers if cfg.workers is not None else max(0, min(8, (os.cpu_count() or 1) - 1))
-
 def train_epoch(m:Member, cfg:TrainConfig, train_ds, device) -> float:
     "Train member `m` for one epoch; return its mean training loss."
     m.model.train(); torch.set_rng_state(m.rng)
     total, n = torch.zeros((), device=device), 0
-    for idx, x, y in sbdata.iterate(train_ds, cfg.batch_size, shuffle=True, generator=m.gen, num_workers=_workers(cfg),
+    for idx, x, y in sbdata.iterate(train_ds, cfg.batch_size, shuffle=True, generator=m.gen, num_workers=cfg.loader_workers,
                                     pin_memory=device.type == "cuda"):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if not cfg.sam: loss = _sgd_step(m.model, m.opt, x, y)
