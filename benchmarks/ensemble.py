@@ -6,14 +6,16 @@
    mixed steps, taken member by member (`train._sgd_step`, `train._sam_step`, `sam.mixed_step`) against one
    `parallel.stacked_step` for all three (the default, layer-by-layer `Stack`; the SAM step also with the
    whole-model `vmap` engine). Target: stacked SAM step >= 1.5x faster.
+   With --sweep, also the stacked SAM speed-up for mlp on digits and cnn1d on mnist1d at batches 8 to 512.
 2. The whole epoch of the default trainer (`train_ensemble`, DE, the demo `cnn`, batch 128, per-epoch evaluation
    and logging, no checkpoints) against a plain per-member loop of SGD steps over the same batches.
-With --sweep, also the stacked SAM speed-up for mlp on digits and cnn1d on mnist1d at batches 8 to 512.
    The loop is timed twice: training only, and with the test-set evaluation the trainer logs after every epoch.
+3. A whole SharpBalance run of the trainer (the step model and batch, 4 epochs, selection after 2) with `--stacked`
+   against without: training, per-epoch evaluation and the scoring at the selection all included.
 Ends with one JSON line: stacked_speedup (SAM step), stacked_speedup_sgd, stacked_speedup_mixed, stacked_speedup_vmap
-(SAM step, vmap engine), trainer_over_loop, trainer_over_loop_with_eval.
+(SAM step, vmap engine), trainer_over_loop, trainer_over_loop_with_eval, stacked_run_speedup.
 On a GPU (`--device cuda`) the same script also prints the throughput per member (samples/s) of each step."""
-import argparse, copy, json, statistics, time
+import argparse, json, statistics, time
 import torch
 from sharpbalance.core import set_seed, get_device
 from sharpbalance import data as sbdata, models as sbmodels
@@ -119,7 +121,17 @@ trainer, loop, loop_eval = statistics.median(tt), statistics.median(tl), statist
 print(f"{cfg.epochs} epochs of {M} '{cfg.model}' members (DE, batch {cfg.batch_size}): trainer {trainer:.2f} s "
       f"(evaluation and logs included), plain loop {loop:.2f} s -> trainer / loop = {trainer/loop:.2f}")
 print(f"the plain loop plus the trainer's per-epoch test-set evaluation: {loop_eval:.2f} s -> trainer / that = {trainer/loop_eval:.2f}")
+# 3. a whole SharpBalance run of the trainer, stacked against member by member (evaluation and scoring included)
+def sb_run(stacked):
+    c = TrainConfig(model=args.model, method="sharpbalance", seed="13 17 27", epochs=4, initial_epochs=2, rho=0.2, flat_ratio=0.5,
+                    lr=0.05, batch_size=bs, progress=False, device=str(dev), workers=0, stacked=stacked)
+    t = time.perf_counter(); train_ensemble(c, bundle); sync(); return time.perf_counter() - t
+runs = [sb_run(False) / sb_run(True) for _ in range(max(1, args.repeats // 2))]
+run_speedup = statistics.median(runs)
+print(f"whole SharpBalance run ({args.model}, 4 epochs, selection after 2, batch {bs}): member by member / --stacked = "
+      f"{run_speedup:.2f} (runs {min(runs):.2f}-{max(runs):.2f})")
 print(json.dumps(dict(stacked_speedup=round(speed["sam"], 3), stacked_speedup_sgd=round(speed["sgd"], 3),
                       stacked_speedup_mixed=round(speed["mixed"], 3),
                       stacked_speedup_vmap=round(speed["vmap"], 3), trainer_over_loop=round(trainer / loop, 3),
-                      trainer_over_loop_with_eval=round(trainer / loop_eval, 3))))
+                      trainer_over_loop_with_eval=round(trainer / loop_eval, 3),
+                      stacked_run_speedup=round(run_speedup, 3))))

@@ -154,10 +154,7 @@ def _stacked_layer(mod:nn.Module, # one layer of the (meta) base model
                   ) -> torch.Tensor:
     "Layer `mod` of every member, member $i$ with its own parameters on its own batch $x_i$."
     M = x.shape[0]
-    if isinstance(mod, nn.Linear):
-        h = x.flatten(1, -2).transpose(1, 2)  # [M, in, B]
-        out = torch.baddbmm(p["bias"].unsqueeze(-1), p["weight"], h) if "bias" in p else torch.bmm(p["weight"], h)
-        return out.transpose(1, 2).unflatten(1, x.shape[1:-1])
+    if isinstance(mod, nn.Linear): return _linear_fm(p, x.flatten(1, -2).transpose(1, 2)).transpose(1, 2).unflatten(1, x.shape[1:-1])
     if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.padding_mode == "zeros":
         conv = F.conv1d if isinstance(mod, nn.Conv1d) else F.conv2d  # [B, M*C, ...] with M*groups groups
         out = conv(x.transpose(0, 1).flatten(1, 2), p["weight"].flatten(0, 1), p["bias"].flatten() if "bias" in p else None,
@@ -169,6 +166,10 @@ def _stacked_layer(mod:nn.Module, # one layer of the (meta) base model
         return x.flatten(s + (s >= 0), e + (e >= 0))
     if isinstance(mod, _PER_SAMPLE): return mod(x.flatten(0, 1)).unflatten(0, (M, -1))
     return f(p, x)
+
+def _linear_fm(p:dict, h:torch.Tensor) -> torch.Tensor:
+    "Feature-major `Linear`: $W_i h_i + b_i$ on h [M, in, B] gives [M, out, B] (the weight's gradient comes out contiguous)."
+    return torch.baddbmm(p["bias"].unsqueeze(-1), p["weight"], h) if "bias" in p else torch.bmm(p["weight"], h)
 
 class Stack:
     "M members' parameters stacked along a leading axis and run as one, layer by layer or with `vmap(functional_call)`."
@@ -184,14 +185,22 @@ class Stack:
         if engine == "layers" and not plain:
             raise SBError(f"engine='layers' needs a plain nn.Sequential and {type(self.base).__name__} is not one; use engine='vmap'.")
         self.engine = "layers" if plain and engine != "vmap" else "vmap"
-        self._plan = [(mod, names, _vmapped(mod)) for mod, names in _leaves(self.base)] if self.engine == "layers" else None
+        self._plan = [(mod, {k: self.params[v] for k, v in names.items()}, _vmapped(mod)) for mod, names in _leaves(self.base)] \
+                     if self.engine == "layers" else None  # the stacked tensors are updated in place, never replaced
         self._f = None if self._plan else _vmapped(self.base)
 
     def __call__(self, x:torch.Tensor # [M, B, ...]: one mini-batch per member
                 ) -> torch.Tensor: # [M, B, ...] outputs
         if self._f: return self._f(self.params, x)
-        for mod, names, f in self._plan: x = _stacked_layer(mod, {k: self.params[v] for k, v in names.items()}, x, f)
-        return x
+        fm = False  # True while x is feature-major [M, F, B]: a run of Linear and elementwise layers needs no transposes
+        for mod, p, f in self._plan:
+            if isinstance(mod, nn.Linear) and (fm or x.dim() == 3):
+                x = _linear_fm(p, x if fm else x.transpose(1, 2)); fm = True
+            elif fm and isinstance(mod, _ELEMENTWISE): x = mod(x)
+            else:
+                if fm: x, fm = x.transpose(1, 2), False
+                x = _stacked_layer(mod, p, x, f)
+        return x.transpose(1, 2) if fm else x
 
     def train(self, on:bool=True): self.base.train(on); return self
 
