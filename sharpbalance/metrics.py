@@ -156,28 +156,47 @@ def predict(members, # list of nn.Modules (or one module)
     return res
 
 # %% ../nbs/06_metrics.ipynb #f4db139b
+def _accuracy(pred, y): return (pred == y).double().mean().item() # from validated predicted classes pred[N] and labels y[N]
+def _nll(p, y): return -p.gather(1, y[:, None]).squeeze(1).clamp_min(EPS).log().double().mean().item() # from validated p, y
+def _brier(p, y): return (p - F.one_hot(y, p.shape[1]).to(p.dtype)).pow(2).sum(1).double().mean().item() # from validated p, y
+
 def accuracy(p, # [N, C] probabilities
              y # [N] integer labels
             ) -> float:
     "Fraction of points whose most probable class is the label."
     p, y = _check_p(p, y)
-    return (p.argmax(1) == y).double().mean().item()
+    return _accuracy(p.argmax(1), y)
 
 def nll(p, # [N, C] probabilities
         y # [N] integer labels
        ) -> float:
     "Negative log-likelihood $-\\frac1N\\sum_n \\log p_{y_n}(x_n)$ (natural log, clamped at 1e-12)."
     p, y = _check_p(p, y)
-    return -p.gather(1, y[:, None]).squeeze(1).clamp_min(EPS).log().double().mean().item()
+    return _nll(p, y)
 
 def brier(p, # [N, C] probabilities
           y # [N] integer labels
          ) -> float:
     "Brier score $\\frac1N\\sum_n\\sum_c (p_c(x_n) - \\mathbb 1[y_n = c])^2$ (0 is perfect, 2 the worst)."
     p, y = _check_p(p, y)
-    return (p - F.one_hot(y, p.shape[1]).to(p.dtype)).pow(2).sum(1).double().mean().item()
+    return _brier(p, y)
 
 # %% ../nbs/06_metrics.ipynb #62dc2b71
+def _ece_bins(n_bins, compat="standard"):
+    "The number of ECE bins, or an SBError for a bad `n_bins` or `compat`."
+    if compat not in ("standard", "freetickets"): raise SBError(f"compat must be 'standard' or 'freetickets'; got {compat!r}.")
+    nb = int(n_bins) - (compat == "freetickets")
+    if nb < 1: raise SBError(f"n_bins must leave at least one bin; got n_bins={n_bins} with compat={compat!r}.")
+    return nb
+
+def _ece(conf, pred, y, nb):
+    "ECE from the confidences conf[N] and predicted classes pred[N] (`p.max(1)`) of validated p, labels y, `nb` bins."
+    conf, correct = conf.double(), (pred == y).double()
+    edges = torch.linspace(0, 1, nb + 1, dtype=torch.float64)
+    b = (torch.bucketize(conf, edges) - 1).clamp(0, nb - 1)     # bin b holds (edges[b], edges[b+1]]
+    gap = torch.zeros(nb, dtype=torch.float64).index_add_(0, b, correct - conf)
+    return (gap.abs().sum() / len(y)).item()
+
 def ece(p, # [N, C] probabilities
         y, # [N] integer labels
         n_bins:int=15, # equal-width confidence bins on (0, 1]
@@ -185,23 +204,17 @@ def ece(p, # [N, C] probabilities
        ) -> float:
     "Expected calibration error of the max-probability confidence, with equal-width right-closed bins."
     p, y = _check_p(p, y)
-    if compat not in ("standard", "freetickets"): raise SBError(f"compat must be 'standard' or 'freetickets'; got {compat!r}.")
-    nb = int(n_bins) - (compat == "freetickets")
-    if nb < 1: raise SBError(f"n_bins must leave at least one bin; got n_bins={n_bins} with compat={compat!r}.")
-    conf, pred = p.max(1)
-    conf, correct = conf.double(), (pred == y).double()
-    edges = torch.linspace(0, 1, nb + 1, dtype=torch.float64)
-    b = (torch.bucketize(conf, edges) - 1).clamp(0, nb - 1)     # bin b holds (edges[b], edges[b+1]]
-    gap = torch.zeros(nb, dtype=torch.float64).index_add_(0, b, correct - conf)
-    return (gap.abs().sum() / len(y)).item()
+    return _ece(*p.max(1), y, _ece_bins(n_bins, compat))
 
 # %% ../nbs/06_metrics.ipynb #e5a34d01
+def _disagreement(pred): # [M, N] members' predicted classes, `P.argmax(2)`
+    "The matrix of `disagreement_matrix` from the members' predicted classes."
+    return torch.stack([(pred != pred[i]).double().mean(1) for i in range(len(pred))])
+
 def disagreement_matrix(P # [M, N, C] members' probabilities
                        ) -> torch.Tensor:
     "[M, M] fraction of points on which members i and j predict different classes."
-    P = _check_P(P)
-    pred = P.argmax(2)
-    return torch.stack([(pred != pred[i]).double().mean(1) for i in range(len(pred))])
+    return _disagreement(_check_P(P).argmax(2))
 
 def offdiag_mean(A # [M, M] matrix, M >= 2
                 ) -> float:
@@ -212,12 +225,19 @@ def offdiag_mean(A # [M, M] matrix, M >= 2
     return ((A.sum() - A.diagonal().sum()) / (M * (M - 1))).item()
 
 # %% ../nbs/06_metrics.ipynb #3d3857ca
+def _member_errors(pred, y): return (pred != y).double().mean(1) # [M] from predicted classes pred[M, N] and labels y[N]
+
+def _der(D, err, pairs="offdiag"):
+    "DER from the disagreement matrix D and the mean member error `err`."
+    d = offdiag_mean(D) if pairs == "offdiag" else D.mean().item()
+    return d / err if err > 0 else math.nan
+
 def member_errors(P, # [M, N, C] members' probabilities
                   y # [N] integer labels
                  ) -> torch.Tensor:
     "[M] error rate of each member."
     P, y = _check_P(P, y, min_members=1)
-    return (P.argmax(2) != y).double().mean(1)
+    return _member_errors(P.argmax(2), y)
 
 def der(P, # [M, N, C] members' probabilities
         y, # [N] integer labels
@@ -226,31 +246,35 @@ def der(P, # [M, N, C] members' probabilities
     "Disagreement-error ratio: mean pairwise disagreement over mean member error."
     if pairs not in ("offdiag", "all"): raise SBError(f"pairs must be 'offdiag' or 'all'; got {pairs!r}.")
     P, y = _check_P(P, y)
-    D, err = disagreement_matrix(P), member_errors(P, y).mean().item()
-    d = offdiag_mean(D) if pairs == "offdiag" else D.mean().item()
-    return d / err if err > 0 else math.nan
+    pred = P.argmax(2)
+    return _der(_disagreement(pred), _member_errors(pred, y).mean().item(), pairs)
 
 # %% ../nbs/06_metrics.ipynb #d646b94d
+def _gain(acc, err): return acc - (1 - err) # from the ensemble accuracy and the mean member error
+def _eir(acc, err): return (err - (1 - acc)) / err if err > 0 else math.nan # from the same two numbers
+
 def ensemble_gain(P, # [M, N, C] members' probabilities
                   y # [N] integer labels
                  ) -> float:
     "Soft-vote ensemble accuracy minus mean member accuracy (as a fraction)."
     P, y = _check_P(P, y)
-    return accuracy(P.mean(0), y) - (1 - member_errors(P, y).mean().item())
+    return _gain(accuracy(P.mean(0), y), member_errors(P, y).mean().item())
 
 def eir(P, # [M, N, C] members' probabilities
         y # [N] integer labels
        ) -> float:
     "Ensemble improvement rate: (mean member error - ensemble error) / mean member error (nan if members are perfect)."
     P, y = _check_P(P, y)
-    e = member_errors(P, y).mean().item()
-    return (e - (1 - accuracy(P.mean(0), y))) / e if e > 0 else math.nan
+    return _eir(accuracy(P.mean(0), y), member_errors(P, y).mean().item())
 
 # %% ../nbs/06_metrics.ipynb #cc941d4e
 def pairwise_kl(P # [M, N, C] members' probabilities
                ) -> torch.Tensor:
     "[M, M] matrix K_ij = mean over points of KL(P_j || P_i); zero diagonal."
-    P = _check_P(P)
+    return _pairwise_kl(_check_P(P))
+
+def _pairwise_kl(P): # validated [M, N, C] probabilities
+    "The KL matrix of `pairwise_kl` without the checks."
     M, logP = P.shape[0], P.clamp_min(EPS).log()
     negent = (P * logP).sum(2)                                   # [M, N]: sum_c P_j log P_j
     K = torch.zeros(M, M, dtype=torch.float64)
@@ -295,16 +319,18 @@ def ensemble_summary(P, # [M, N, C] members' probabilities (M >= 2)
                      n_bins:int=15 # ECE bins
                     ) -> dict:
     "The usual numbers for one ensemble on one evaluation set, as a flat dict of plain floats (+ `member_accs`)."
-    P, y = _check_P(P, y)
-    pbar, accs = P.mean(0), (1 - member_errors(P, y)).tolist()
+    P, y = _check_P(P, y)                                        # validated once; the helpers below trust it
+    nb, pred, pbar = _ece_bins(n_bins), P.argmax(2), P.mean(0)
+    conf, ens_pred = pbar.max(1)                                 # the ensemble's confidence and class
+    errs, D = _member_errors(pred, y), _disagreement(pred)
+    err, acc, accs = errs.mean().item(), _accuracy(ens_pred, y), (1 - errs).tolist()
     return dict(n=int(P.shape[1]), n_members=int(P.shape[0]),
                 member_acc=sum(accs) / len(accs), member_accs=accs,
-                member_nll=sum(nll(p, y) for p in P) / len(P),
-                ens_acc=accuracy(pbar, y), gain=ensemble_gain(P, y),
-                disagreement=offdiag_mean(disagreement_matrix(P)),
-                der=der(P, y), der_all=der(P, y, pairs="all"), eir=eir(P, y),
-                kl=offdiag_mean(pairwise_kl(P)),
-                nll=nll(pbar, y), ece=ece(pbar, y, n_bins), brier=brier(pbar, y))
+                member_nll=sum(_nll(p, y) for p in P) / len(P),
+                ens_acc=acc, gain=_gain(acc, err), disagreement=offdiag_mean(D),
+                der=_der(D, err), der_all=_der(D, err, "all"), eir=_eir(acc, err),
+                kl=offdiag_mean(_pairwise_kl(P)),
+                nll=_nll(pbar, y), ece=_ece(conf, ens_pred, y, nb), brier=_brier(pbar, y))
 
 # %% ../nbs/06_metrics.ipynb #ad40d921
 def _split_key(key):
