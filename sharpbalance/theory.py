@@ -12,8 +12,8 @@ import numpy as np
 from .core import SBError
 
 # %% auto #0
-__all__ = ['mp_moment', 'phi', 'DivergenceWarning', 'edge_factor', 'sam_theory', 'sharpbalance_theory', 'sam_steps',
-           'worst_perturbation', 'simulate_sam', 'simulate_sharpbalance']
+__all__ = ['mp_moment', 'phi', 'mp_lambda_max', 'DivergenceWarning', 'edge_factor', 'sam_theory', 'sharpbalance_theory',
+           'sam_steps', 'worst_perturbation', 'simulate_sam', 'simulate_sharpbalance']
 
 # %% ../nbs/09_theory.ipynb #5af37ba6
 def _count(name, v, what, lo=1):
@@ -86,6 +86,12 @@ def phi(i:int, # the power of P = I - eta*H - eta*rho*H^2, >= 0
     m = _moments(2 * i + j, r)[..., deg + j]
     return _out((coef * (-eta[..., None]) ** e * rho[..., None] ** c * m).sum(-1))
 
+# %% ../nbs/09_theory.ipynb #3ad20ec8
+def mp_lambda_max(r # the aspect ratio rows/d of the design behind H (a number or an array)
+                 ):
+    "The upper edge $(\\sqrt r + 1)^2$ of the Marchenko-Pastur support: the largest eigenvalue of H in the proportional limit."
+    return (np.sqrt(r) + 1) ** 2
+
 # %% ../nbs/09_theory.ipynb #a19150d2
 class DivergenceWarning(RuntimeWarning):
     "The SAM iteration expands, rather than contracts, the top of the Hessian's spectrum."
@@ -94,8 +100,8 @@ def edge_factor(eta, # the learning rate $\eta$
                 rho, # the SAM radius $\rho$
                 r    # the aspect ratio rows/d of the design behind H
                ):
-    "The factor $1 - \\eta\\lambda - \\eta\\rho\\lambda^2$ by which one SAM step scales the top eigen-direction, $\\lambda = (\\sqrt r + 1)^2$."
-    lam = (np.sqrt(r) + 1) ** 2
+    "The factor $1 - \\eta\\lambda - \\eta\\rho\\lambda^2$ by which one SAM step scales the top eigen-direction, $\\lambda$ = `mp_lambda_max(r)`."
+    lam = mp_lambda_max(r)
     return _out(1 - np.asarray(eta) * lam - np.asarray(rho) * np.asarray(eta) * lam ** 2)
 
 def _warn_divergence(eta, rho, r, stacklevel=3):
@@ -103,7 +109,7 @@ def _warn_divergence(eta, rho, r, stacklevel=3):
     f = np.atleast_1d(edge_factor(eta, rho, r))
     bad = np.abs(f) > 1
     if bad.any():
-        lam = float(np.max((np.sqrt(r) + 1) ** 2))
+        lam = float(np.max(mp_lambda_max(r)))
         warnings.warn(f"SAM diverges at the top of the spectrum: |1 - eta*lam - eta*rho*lam^2| = {np.abs(f[bad]).max():.3g} > 1 "
                       f"at lam = (sqrt(r)+1)^2 = {lam:.3g} for {int(bad.sum())} of {f.size} setting(s); sharpness and variance "
                       f"grow with k there. Lower eta or rho for a contracting iteration.", DivergenceWarning, stacklevel=stacklevel)
@@ -136,14 +142,16 @@ def sam_theory(n:int,          # training rows
     main = rho0 * wn * np.sqrt(p22)
     jensen = rho0 * (p44 - p22 ** 2) / (2 * wn * p22 ** 1.5)
     return dict(variance=_out(sigma2 * p20),
-                sharpness_upper=_out(rho0 ** 2 / 2 * (np.sqrt(r) + 1) ** 2 + main),
+                sharpness_upper=_out(rho0 ** 2 / 2 * mp_lambda_max(r) + main),
                 sharpness_lower=_out(rho0 ** 2 / 2 * (np.sqrt(r) - 1) ** 2 + main - jensen))
 
 # %% ../nbs/09_theory.ipynb #a154e298
-def _sb_Q(s, k, eta, rho, r):
-    "The official notebook's estimate of s^2 ||Hv||^2 / ||w||^2 for the SharpBalance model."
-    f = lambda i, j: phi(i, j, eta, rho, r)
-    k0, k1, k2, K0, K1, K2 = f(k, 0), f(k, 1), f(k, 2), f(2 * k, 0), f(2 * k, 1), f(2 * k, 2)
+def _sb_phis(k, eta, rho, r):
+    "The six traces the SharpBalance closed forms use, each computed once: phi(k, j) for j = 0, 1, 2, then phi(2k, j)."
+    return tuple(phi(i, j, eta, rho, r) for i in (k, 2 * k) for j in (0, 1, 2))
+
+def _sb_Q(s, r, k0, k1, k2, K0, K1, K2):
+    "The official notebook's estimate of s^2 ||Hv||^2 / ||w||^2 for the SharpBalance model, from the traces of `_sb_phis`."
     s1, s2, s3 = s * (s - 1), s * (s - 1) * (s - 2), s * (s - 1) * (s - 2) * (s - 3)
     return (s * K2 + 2 * s1 * r * K1 + 2 * s1 * k2 * k0 + s1 * r * (1 + r) * K0 + 2 * s1 * k1 ** 2
             + 1.5 * s2 * r * (1 + r) * k0 ** 2 + 1.5 * s2 * r ** 2 * K0 + 3 * s2 * r * k0 * k1 + s3 * r ** 2 * k0 ** 2)
@@ -164,9 +172,9 @@ def sharpbalance_theory(n:int,        # training rows, split into s contiguous b
     if s > n: raise SBError(f"s must be at most n (each of the s members needs at least one row); got s={s}, n={n}.")
     r = n / (s * d)
     _warn_divergence(eta, rho, r)
-    K0, k0 = phi(2 * k, 0, eta, rho, r), phi(k, 0, eta, rho, r)
+    ph = _sb_phis(k, eta, rho, r); k0, K0 = ph[0], ph[3]
     var = sigma2 * K0 + (s - 1) / (s * d) * (K0 - k0 ** 2) * w2
-    up = rho0 ** 2 / 2 * (np.sqrt(n / d) + 1) ** 2 + rho0 * np.sqrt(w2) / s * np.sqrt(_sb_Q(s, k, eta, rho, r))
+    up = rho0 ** 2 / 2 * mp_lambda_max(n / d) + rho0 * np.sqrt(w2) / s * np.sqrt(_sb_Q(s, r, *ph))
     return dict(variance=_out(var), sharpness_upper=_out(up))
 
 # %% ../nbs/09_theory.ipynb #c18abdf0

@@ -17,7 +17,7 @@ from .train import METHODS, TrainConfig, train_ensemble
 from .metrics import predict, accuracy, der
 from .sharpness import worst_case_sharpness
 from .landscape import random_direction, line_losses
-from .theory import sam_theory, sharpbalance_theory, DivergenceWarning
+from .theory import sam_theory, sharpbalance_theory, mp_lambda_max, DivergenceWarning
 
 # %% auto #0
 __all__ = ['RECIPE', 'GRID_COLUMNS', 'training_point', 'training_points', 'setting_text', 'plot_training', 'fig_png',
@@ -325,8 +325,8 @@ def grid_slider_html(rows:list, # from `training_grid` or `load_grid`
 def stability_edge(eta:float, # learning rate $\eta$
                    r:float, # aspect ratio rows/d
                   ) -> float:
-    "The largest $\\rho$ at which one SAM step still contracts the top eigen-direction: $(2-\\eta\\lambda)/(\\eta\\lambda^2)$, $\\lambda=(\\sqrt r+1)^2$."
-    lam = (np.sqrt(r) + 1) ** 2
+    "The largest $\\rho$ at which one SAM step still contracts the top eigen-direction: $(2-\\eta\\lambda)/(\\eta\\lambda^2)$, $\\lambda$ = `mp_lambda_max(r)`."
+    lam = mp_lambda_max(r)
     return float((2 - eta * lam) / (eta * lam ** 2))
 
 def theory_frontiers(rho:float=0.1, # the marked SAM radius $\rho$
