@@ -198,6 +198,13 @@ def _digits_tensors(seed:int=0, noise:float=0.4, n_train:int=1000) -> dict:
     return dict(x=(noisy[tr] - mean) / std, y=y[tr], x_test=(noisy[te] - mean) / std, y_test=y[te], ood=ood,
                 clean_test=x[te], mean=float(mean), std=float(std), train_pos=tr, test_pos=te)
 
+def _in_memory(t:dict, val_fraction:float, split_seed:int) -> tuple:
+    "Copies of cached tensors `t`: train, validation hold-out (or None), test, corrupted sets, and the train/val positions."
+    tr, va = _split(len(t["y"]), val_fraction, split_seed)
+    part = lambda i: TensorDataset(t["x"][i].clone(), t["y"][i].clone())
+    ood = {k: TensorDataset(v.clone(), t["y_test"].clone()) for k, v in t["ood"].items()}
+    return part(tr), None if va is None else part(va), TensorDataset(t["x_test"].clone(), t["y_test"].clone()), ood, tr, va
+
 def _load_digits(data_path=None, # ignored: the data ship with scikit-learn
                  seed:int=0, # fixes the noise, the train/test split and the corruptions
                  noise:float=0.4, # pixel-noise sigma of the clean data
@@ -208,15 +215,12 @@ def _load_digits(data_path=None, # ignored: the data ship with scikit-learn
     "Noisy 16x16 digits with 12 corrupted test sets."
     if not 0 < n_train < 1797: raise SBError(f"n_train must be between 1 and 1796 for digits, got {n_train}.")
     t = _digits_tensors(seed, noise, n_train)
-    tr, va = _split(len(t["y"]), val_fraction, split_seed)
-    train = TensorDataset(t["x"][tr].clone(), t["y"][tr].clone())
-    val = None if va is None else TensorDataset(t["x"][va].clone(), t["y"][va].clone())
-    ood = {k: TensorDataset(v.clone(), t["y_test"].clone()) for k, v in t["ood"].items()}
+    train, val, test, ood, tr, va = _in_memory(t, val_fraction, split_seed)
     meta = dict(seed=seed, noise=noise, mean=t["mean"], std=t["std"], train_idx=tr, val_idx=va,
                 source_idx=t["train_pos"][tr], test_source_idx=t["test_pos"].clone(),
                 ood_corruptions=list(DIGITS_CORRUPTIONS), ood_severities=[1, 2, 3], ood_params=dict(DIGITS_CORRUPTIONS),
                 note="train_idx/val_idx index the training images; source_idx / test_source_idx index sklearn's 1,797 digits")
-    return Bundle("digits", train, train, val, TensorDataset(t["x_test"].clone(), t["y_test"].clone()), ood, 10, (1, 16, 16), meta)
+    return Bundle("digits", train, train, val, test, ood, 10, (1, 16, 16), meta)
 
 # %% ../nbs/01_data.ipynb #bc2a878c
 @functools.lru_cache(maxsize=4)
@@ -240,13 +244,10 @@ def _load_mnist1d(data_path=None, # ignored: the data are generated from the pac
                  ) -> Bundle:
     "MNIST-1D (4,000 / 1,000 series of length 40) with 12 corrupted test sets."
     t = _mnist1d_tensors(seed)
-    tr, va = _split(len(t["y"]), val_fraction, split_seed)
-    train = TensorDataset(t["x"][tr].clone(), t["y"][tr].clone())
-    val = None if va is None else TensorDataset(t["x"][va].clone(), t["y"][va].clone())
-    ood = {k: TensorDataset(v.clone(), t["y_test"].clone()) for k, v in t["ood"].items()}
+    train, val, test, ood, tr, va = _in_memory(t, val_fraction, split_seed)
     meta = dict(seed=seed, train_idx=tr, val_idx=va, ood_corruptions=list(MNIST1D_CORRUPTIONS), ood_severities=[1, 2, 3],
                 ood_params=dict(MNIST1D_CORRUPTIONS), note="standardised by the mnist1d package over all 5,000 series")
-    return Bundle("mnist1d", train, train, val, TensorDataset(t["x_test"].clone(), t["y_test"].clone()), ood, 10, (1, 40), meta)
+    return Bundle("mnist1d", train, train, val, test, ood, 10, (1, 40), meta)
 
 # %% ../nbs/01_data.ipynb #6c97a1ea
 NORMALIZATION = { # (mean, std) per channel, the official code's constants
