@@ -20,10 +20,15 @@ browser-deps:
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 
 # notebooks are the source: cleaning and exporting must leave the tree as committed, and README must match index
+# TREE_STATE hashes the diff against HEAD (staged and not) and the untracked files' names and contents, so a file
+# already modified before the check and changed again by nbdev is noticed too (`git status` would not show it)
+UNTRACKED  := git ls-files -z --others --exclude-standard
+TREE_STATE := { git diff --no-ext-diff --no-textconv --no-color --binary HEAD; $(UNTRACKED); \
+                $(UNTRACKED) | xargs -0 git hash-object --; } | git hash-object --stdin
 check-sync: setup
-	@before=$$(git status --porcelain); \
+	@before=$$($(TREE_STATE)); \
 	$(BIN)/nbdev-clean && $(BIN)/nbdev-export; \
-	after=$$(git status --porcelain); \
+	after=$$($(TREE_STATE)); \
 	if [ "$$before" != "$$after" ]; then echo "nbdev-clean/nbdev-export changed the tree: run them and commit."; git status --porcelain; exit 1; fi
 	$(BIN)/python tools/readme.py --check
 

@@ -12,8 +12,9 @@ npm packages cached in `.cache/npm` (fetched once with `npm pack`), so a page ma
     python tools/build_docs.py [--nbs nbs] [--out _docs] [--cache .cache/npm]
 """
 from __future__ import annotations
-import argparse, atexit, html, os, re, shutil, subprocess, sys, tarfile, tempfile, time, warnings
+import argparse, atexit, contextlib, html, os, re, shutil, subprocess, sys, tarfile, tempfile, time, warnings
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 # pinned npm packages (name in the cache -> npm spec); html-manager's dist/embed-amd.js bundles its dependencies
@@ -328,6 +329,20 @@ def exporter():
     return ex
 
 # ---------------------------------------------------------------- build
+@contextlib.contextmanager
+def project_env(proj):
+    """Run nbdev's processors as nbdev's docs workers do: from the project root `proj` (they read the config from
+    the cwd), with the package importable (`sys.path`, and `PYTHONPATH` for subprocesses) and `IN_TEST=1`.
+    The cwd, `sys.path` and the whole environment are restored on exit, also on error."""
+    proj, cwd = str(proj), os.getcwd()
+    pypath = os.pathsep.join([proj] + [p for p in [os.environ.get('PYTHONPATH')] if p])
+    with mock.patch.dict(os.environ, {'IN_TEST': '1', 'PYTHONPATH': pypath}):
+        os.chdir(proj); sys.path.insert(0, proj)
+        try: yield
+        finally:
+            os.chdir(cwd)
+            with contextlib.suppress(ValueError): sys.path.remove(proj)
+
 def build(nbs:Path=None, out:Path=None, cache:Path=None, quiet:bool=False) -> list:
     "Build the site; return the list of pages built. Raises BuildError naming every notebook that failed."
     t0 = time.time()
@@ -344,14 +359,9 @@ def build(nbs:Path=None, out:Path=None, cache:Path=None, quiet:bool=False) -> li
     if doc_prefix == '/': doc_prefix = ''
     site_title = cfg.get('title', None) or cfg.lib_name
 
-    # nbdev's processors read the config from the cwd and execute imports/exported cells in-process:
-    # run them from the project root, with the package importable and IN_TEST set (as nbdev's docs workers do)
-    old_cwd, old_env = os.getcwd(), os.environ.get('IN_TEST')
-    os.chdir(proj); sys.path.insert(0, str(proj)); os.environ['IN_TEST'] = '1'
-    os.environ['PYTHONPATH'] = os.pathsep.join([str(proj)] + [p for p in [os.environ.get('PYTHONPATH')] if p])
-    import matplotlib; matplotlib.use('Agg')
     pages, failed = [], []
-    try:
+    with project_env(proj):   # nbdev's processors read the config from the cwd and execute cells in-process
+        import matplotlib; matplotlib.use('Agg')
         for path in find_notebooks(nbs):
             rel = path.relative_to(nbs)
             t = time.time()
@@ -370,10 +380,6 @@ def build(nbs:Path=None, out:Path=None, cache:Path=None, quiet:bool=False) -> li
             title = str(fm.get('title') or rel.stem)
             pages.append(dict(nb=nb, fm=fm, rel=rel, page=page_of(rel), title=title))
             log(f'  processed {rel} ({time.time()-t:.1f}s)')
-    finally:
-        os.chdir(old_cwd); sys.path.remove(str(proj))
-        if old_env is None: os.environ.pop('IN_TEST', None)
-        else: os.environ['IN_TEST'] = old_env
 
     t1 = time.time()
     import nbformat

@@ -10,7 +10,7 @@ The notebook goes through nbdev's docs processors (frontmatter from the H1 and `
     python tools/readme.py --check   # exit 1 if README.md is not what this would write
 """
 from __future__ import annotations
-import argparse, base64, os, re, shutil, sys, warnings
+import argparse, base64, re, shutil, sys, warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,16 +43,9 @@ def render(root:Path=None) -> tuple[str, dict] | None:
     proj = Path(cfg.config_path)
     nbpath = Path(cfg.nbs_path)/cfg.get('readme_nb', 'index.ipynb')
     if not nbpath.exists(): return None
-    old_cwd, old_env = os.getcwd(), os.environ.get('IN_TEST')
-    os.chdir(proj); sys.path.insert(0, str(proj)); os.environ['IN_TEST'] = '1'
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', DeprecationWarning)
-            nb, fm = bd.process(nbpath)
-    finally:
-        os.chdir(old_cwd); sys.path.remove(str(proj))
-        if old_env is None: os.environ.pop('IN_TEST', None)
-        else: os.environ['IN_TEST'] = old_env
+    with bd.project_env(proj), warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        nb, fm = bd.process(nbpath)
     bd.quarto_options(nb); bd.pandoc_md(nb)
     nb.metadata.pop('widgets', None)
     nb.metadata.setdefault('language_info', {'name': 'python'})   # jupytext-made notebooks may lack it: fence as python
