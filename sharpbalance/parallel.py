@@ -134,8 +134,9 @@ def check_stackable(model:nn.Module, # one member
         raise SBError(f"--stacked trains members with torch.func.vmap, which cannot update running statistics, and {name} has "
                       f"{what}; use a model without them (mlp or cnn1d) or drop --stacked.")
 
-_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
-_PER_SAMPLE = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Dropout, nn.AlphaDropout)
+_PER_SAMPLE = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+               nn.Dropout1d, nn.Dropout2d)
 
 def _plain_sequential(m:nn.Module) -> bool: return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
 
@@ -145,7 +146,7 @@ def _leaves(m:nn.Module, prefix:str=""):
         if _plain_sequential(child): yield from _leaves(child, f"{prefix}{name}.")
         else: yield child, {n: f"{prefix}{name}.{n}" for n, _ in child.named_parameters()}
 
-def _vmapped(mod:nn.Module): return vmap(lambda p, x: functional_call(mod, p, (x,)))
+def _vmapped(mod:nn.Module): return vmap(lambda p, x: functional_call(mod, p, (x,)), randomness="different")  # own dropout masks
 
 def _stacked_layer(mod:nn.Module, # one layer of the (meta) base model
                    p:dict, # its parameters, stacked [M, ...]
