@@ -54,11 +54,8 @@ def train(data:str="digits", # dataset: digits, mnist1d (built in), cifar10, cif
           dist_timeout:float=600, # under torchrun: seconds to wait for a dead or stalled rank before stopping
           quiet:bool=False): # no progress bar
     "Train a DE, SAM or SharpBalance ensemble."
-    cfg = TrainConfig(data=data, data_path=data_path, model=model, width=width, seed=seed, method=method, sam=sam, rho=rho,
-                      adaptive=adaptive, flat_ratio=flat_ratio, initial_epochs=initial_epochs, epochs=epochs, lr=lr,
-                      lrsche=lrsche, batch_size=batch_size, tail=tail, boost=boost, selection=selection, save_path=save_path,
-                      save_every=save_every, init_from=init_from, init_epoch=init_epoch, device=device, stacked=stacked,
-                      workers=workers, dist_timeout=dist_timeout, progress=not quiet)
+    flags = dict(locals()); quiet = flags.pop("quiet")  # every other flag is a `TrainConfig` field of the same name
+    cfg = TrainConfig(**flags, progress=not quiet)
     res = train_ensemble(cfg)
     errs = [l[-1]["test_error"] for l in res.logs if l]
     print(f"{cfg.method}: {len(res.members)} members, test accuracy " + " ".join(f"{1-e:.4f}" for e in errs)
