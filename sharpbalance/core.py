@@ -74,33 +74,30 @@ def evaluating(model:torch.nn.Module # the model; its own mode and each submodul
         for m, t in modes: m.training = t
 
 # %% ../nbs/00_core.ipynb #0fac23e3
-def atomic_save(obj, # anything `torch.save` takes; keep it to tensors, numbers, strings, lists and dicts
-                path # where it should end up
-               ) -> Path:
-    "`torch.save` that never leaves a half-written file at `path`: write a temporary file, then rename it."
+def _atomic_write(path, mode:str, write) -> Path:
+    "Call `write(f)` on a temporary file beside `path` opened with `mode`, then rename it to `path` (removed on any error)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f: torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        with os.fdopen(fd, mode, **({} if "b" in mode else dict(newline=""))) as f: write(f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
         raise
     return path
 
+def atomic_save(obj, # anything `torch.save` takes; keep it to tensors, numbers, strings, lists and dicts
+                path # where it should end up
+               ) -> Path:
+    "`torch.save` that never leaves a half-written file at `path`: write a temporary file, then rename it."
+    def write(f): torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+    return _atomic_write(path, "wb", write)
+
 def atomic_write_text(path, # where the text file should end up (parent folders are created)
                       text:str # its whole content, written as is
                      ) -> Path:
     "Write a text file (JSON, CSV, a report) the way `atomic_save` writes a checkpoint: temporary file, then rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-    return path
+    return _atomic_write(path, "w", lambda f: f.write(text))
 
 # %% ../nbs/00_core.ipynb #4cee98c0
 def load_checkpoint(path # a file written by `atomic_save`

@@ -108,15 +108,8 @@ def _set_bn_tracking(model, on:bool):
     for mod in model.modules():
         if isinstance(mod, nn.modules.batchnorm._BatchNorm): mod.track_running_stats = on
 
-def _mixed_step(model:nn.Module, # the member being trained (in train mode)
-               optimizer:torch.optim.Optimizer, # a `SAM`; any optimizer when no sample of the batch uses SAM
-               x:torch.Tensor, # inputs of the batch [b, ...]
-               y:torch.Tensor, # targets of the batch [b]
-               sam_mask:torch.Tensor, # bool [b], True = this sample is trained with SAM
-               loss_fn=F.cross_entropy, # mean-reduced loss `loss_fn(output, y)`
-               bn_perturbed:bool=True # update BatchNorm running stats in the pass at w+e too (official code)
-              ) -> torch.Tensor:
-    "`mixed_step`, returning the loss as a 0-d tensor on the device (no host sync: the trainer's hot path)."
+def _mixed_step(model, optimizer, x, y, sam_mask, loss_fn=F.cross_entropy, bn_perturbed=True) -> torch.Tensor:
+    "`mixed_step` (arguments documented there), returning the loss as a 0-d tensor on the device: no host read on the trainer's hot path."
     b = len(y)
     if not isinstance(sam_mask, torch.Tensor) or sam_mask.dtype != torch.bool or tuple(sam_mask.shape) != (b,):
         raise SBError(f"sam_mask must be a bool tensor with one entry per sample of the batch ({b}); index the member's mask with the batch's sample ids.")
