@@ -9,11 +9,11 @@ mixed_over_sgd, sam_share, scoring_speedup, batch_size.
 Targets from the issue: SAM/SGD <= 2.1, mixed/SGD <= 1.15 x (1 + f), scoring >= 2.5x the baseline.
 The default batch is 128, the official scripts' and `sharpbalance-train`'s; the demo trains with 64."""
 import argparse, json, statistics, time
-import torch, torch.nn.functional as F
+import torch
 from sharpbalance.core import set_seed
 from sharpbalance import data as sbdata, models as sbmodels
 from sharpbalance.sam import SAM, mixed_step
-from sharpbalance.balance import per_sample_sharpness, sam_subsets, sam_share
+from sharpbalance.balance import per_sample_sharpness
 from sharpbalance.train import TrainConfig, train_ensemble, _sam_step, _sgd_step
 
 p = argparse.ArgumentParser(); p.add_argument("--steps", type=int, default=40); p.add_argument("--repeats", type=int, default=5)

@@ -6,9 +6,9 @@ Docs: https://sharpbalance.github.io/sharpbalance/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #4a3cd3d8
 from __future__ import annotations
-import sys, argparse
+import argparse
 from fastcore.script import anno_parser
-from .core import SBError, friendly_errors, str2bool
+from .core import friendly_errors, str2bool
 from .train import TrainConfig, train_ensemble
 
 # %% auto #0
@@ -59,7 +59,7 @@ def train(data:str="digits", # dataset: digits, mnist1d (built in), cifar10, cif
     res = train_ensemble(cfg)
     errs = [l[-1]["test_error"] for l in res.logs if l]
     print(f"{cfg.method}: {len(res.members)} members, test accuracy " + " ".join(f"{1-e:.4f}" for e in errs)
-          + (f", SAM share " + " ".join(f"{s:.3f}" for s in res.sam_share) if cfg.selects else "")
+          + (", SAM share " + " ".join(f"{s:.3f}" for s in res.sam_share) if cfg.selects else "")
           + f" ({res.seconds:.1f}s)" + (f"; saved to {res.save_path}" if res.save_path else ""))
     return res
 

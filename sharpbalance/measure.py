@@ -6,10 +6,9 @@ Docs: https://sharpbalance.github.io/sharpbalance/measure.html.md"""
 
 # %% ../nbs/12_measure.ipynb #b053032f
 from __future__ import annotations
-import csv, io, itertools, json, math, os, tempfile, time
+import csv, io, itertools, json, math, os, time
 from pathlib import Path
 import torch
-from torch import nn
 from .core import SBError, get_device, load_checkpoint, atomic_write_text, module_device
 from . import data as sbdata, metrics, sharpness as sbsharp
 from .train import load_ensemble

@@ -7,7 +7,6 @@ Docs: https://sharpbalance.github.io/sharpbalance/models.html.md"""
 # %% ../nbs/02_models.ipynb #58f8ef26
 from __future__ import annotations
 import math
-import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import SBError

@@ -34,7 +34,6 @@ def as_batches(batches, # an iterable of `(x, y)`, or of `(idx, x, y)` as `data.
     if not out: raise SBError("batches is empty; pass at least one (x, y) batch.")
     return out
 
-
 def _err(out, y):
     "Batch error rate for class labels; NaN when the targets are not class indices."
     if y.dtype.is_floating_point or out.ndim != 2: return float("nan")

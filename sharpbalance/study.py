@@ -6,12 +6,12 @@ Docs: https://sharpbalance.github.io/sharpbalance/study.html.md"""
 
 # %% ../nbs/13_study.ipynb #e7b5849e
 from __future__ import annotations
-import json, math, os, time, itertools, contextlib
+import json, math, time, itertools, contextlib
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no lock; run one process per study folder
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 from scipy import stats

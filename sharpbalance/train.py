@@ -7,12 +7,12 @@ Docs: https://sharpbalance.github.io/sharpbalance/train.html.md"""
 # %% ../nbs/05_train.ipynb #96f87a48
 from __future__ import annotations
 import json, os, time, csv
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from fastprogress.fastprogress import master_bar, progress_bar
+from fastprogress.fastprogress import master_bar
 from torch.utils.data import TensorDataset
-from .core import SBError, set_seed, get_device, atomic_save, atomic_write_text, load_checkpoint, parse_seeds, evaluating, module_device
+from .core import SBError, set_seed, atomic_save, atomic_write_text, load_checkpoint, parse_seeds, evaluating, module_device
 from . import data as sbdata, models as sbmodels
 from .sam import SAM, _mixed_step
 from .balance import per_sample_sharpness, sam_subsets, sam_share

@@ -2,7 +2,7 @@
 nbs/10_widgets.ipynb in headless Chromium (Debian's, never `playwright install`), run all cells, move the rho and
 flat_ratio sliders of `explore_training` and the rho slider of `explore_theory`, and check that the text and the
 plot image change as they should. The server is stopped by its process group."""
-import json, os, shutil, signal, subprocess, time, urllib.request
+import json, os, signal, subprocess, time, urllib.request
 from pathlib import Path
 import pytest
 from helpers import ROOT, BIN, env1, free_port

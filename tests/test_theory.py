@@ -1,6 +1,5 @@
 "Fast checks of sharpbalance.theory: argument errors name the argument; phi reduces to Marchenko-Pastur moments."
 import warnings
-import numpy as np
 import pytest
 from sharpbalance.core import SBError
 from sharpbalance.theory import phi, sam_theory, sharpbalance_theory, simulate_sam, simulate_sharpbalance, DivergenceWarning
