@@ -6,24 +6,11 @@ Docs: https://sharpbalance.github.io/sharpbalance/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #4a3cd3d8
 from __future__ import annotations
-import argparse
-from fastcore.script import anno_parser
-from .core import friendly_errors, str2bool
+from .core import str2bool, run_cli
 from .train import TrainConfig, train_ensemble
 
 # %% auto #0
-__all__ = ['parser_for', 'train', 'run_cli', 'train_cli']
-
-# %% ../nbs/11_cli.ipynb #d3135a14
-def parser_for(func, prog:str|None=None) -> argparse.ArgumentParser:
-    "fastcore's docments parser for `func`, with each `--multi-word` flag also accepted (and shown) as `--multi_word`."
-    p = anno_parser(func, prog=prog)
-    for a in p._actions:
-        for o in list(a.option_strings):
-            if o.startswith("--") and "-" in o[2:]:
-                alias = "--" + o[2:].replace("-", "_")
-                a.option_strings.insert(0, alias); p._option_string_actions[alias] = a
-    return p
+__all__ = ['train', 'train_cli']
 
 # %% ../nbs/11_cli.ipynb #ca02b174
 def train(data:str="digits", # dataset: digits, mnist1d (built in), cifar10, cifar100, tiny_imagenet (from --data_path)
@@ -64,10 +51,4 @@ def train(data:str="digits", # dataset: digits, mnist1d (built in), cifar10, cif
     return res
 
 # %% ../nbs/11_cli.ipynb #fc3231c4
-def run_cli(func, argv=None, prog=None):
-    "Parse `argv` (default: `sys.argv[1:]`) for `func` and call it; `SBError` becomes one sentence and exit 2."
-    args = vars(parser_for(func, prog=prog).parse_args(argv))
-    args.pop("pdb", None); args.pop("xtra", None)
-    return friendly_errors(func)(**args)
-
 def train_cli(): run_cli(train, prog="sharpbalance-train")

@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['SBError', 'set_seed', 'parse_seeds', 'str2bool', 'get_device', 'module_device', 'evaluating', 'atomic_save',
-           'atomic_write_text', 'load_checkpoint', 'friendly_errors']
+           'atomic_write_text', 'load_checkpoint', 'friendly_errors', 'parser_for', 'run_cli']
 
 # %% ../nbs/00_core.ipynb #184846cd
 class SBError(ValueError):
@@ -119,3 +119,27 @@ def friendly_errors(f):
         except SBError as e:
             print(f"error: {e}", file=sys.stderr); sys.exit(2)
     return _inner
+
+# %% ../nbs/00_core.ipynb #42417ecd
+def parser_for(func, # a function whose signature and docments are the command line
+               prog:str|None=None # the program name in `--help`
+              ):
+    "fastcore's docments parser for `func`, with each `--multi-word` flag also accepted (and shown) as `--multi_word`."
+    from fastcore.script import anno_parser
+    p = anno_parser(func, prog=prog)
+    for a in p._actions:
+        for o in list(a.option_strings):
+            if o.startswith("--") and "-" in o[2:]:
+                alias = "--" + o[2:].replace("-", "_")
+                a.option_strings.insert(0, alias); p._option_string_actions[alias] = a
+    return p
+
+# %% ../nbs/00_core.ipynb #9b9520bf
+def run_cli(func, # the command: its signature is the command line
+            argv=None, # the arguments (default: `sys.argv[1:]`)
+            prog=None # the program name in `--help`
+           ):
+    "Parse `argv` for `func` and call it; `SBError` becomes one sentence and exit 2."
+    args = vars(parser_for(func, prog=prog).parse_args(argv))
+    args.pop("pdb", None); args.pop("xtra", None)
+    return friendly_errors(func)(**args)

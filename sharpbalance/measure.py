@@ -303,7 +303,7 @@ def measure(resume, # a `sharpbalance-train --save_path` folder (config.json + m
     return rec
 
 # %% ../nbs/12_measure.ipynb #b5aef311
-from .cli import run_cli
+from .core import run_cli
 
 def measure_command(resume:str=None, # the --save_path of a sharpbalance-train run
                     mode:str="disagreement", # disagreement, variance_mse_c, APGD_worst, average, fisher or hessian

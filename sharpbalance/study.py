@@ -20,7 +20,7 @@ from . import data as sbdata
 from .train import TrainConfig, train_ensemble, load_ensemble, METHODS, SELECTIONS
 from .measure import evaluate_ensemble
 from .landscape import random_direction, line_losses, plot_line
-from .cli import run_cli
+from .core import run_cli
 
 # %% auto #0
 __all__ = ['NA', 'METRICS', 'PERCENT', 'KEYS', 'NAMES', 'SEED_NOISE', 'KEY_METRICS', 'replicate_seeds', 'Cell', 'grid',
