@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo docs lab readme check-sync browser-deps
+.PHONY: setup test test-cpus demo docs lab readme check-sync browser-deps
 
 setup: $(STAMP)
 
@@ -32,10 +32,25 @@ check-sync: setup
 	if [ "$$before" != "$$after" ]; then echo "nbdev-clean/nbdev-export changed the tree: run them and commit."; git status --porcelain; exit 1; fi
 	$(BIN)/python tools/readme.py --check
 
-# lessons in the notebooks (slow/gpu cells skipped), then the end-to-end tests; pytest's summary line comes last
+# lessons in the notebooks (slow/gpu cells skipped), then the end-to-end tests; pytest's summary line comes last.
+# The lessons run twice: with this CPU's fastest kernels and with PyTorch's portable ones (ATEN_CPU_CAPABILITY=default),
+# so a lesson whose assertion holds only for one CPU's float32 rounding fails here rather than on someone else's machine.
+NBTEST := OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
+PYTEST := $(BIN)/python -m pytest tests -q -p no:cacheprovider
 test: check-sync browser-deps
-	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+	$(NBTEST)
+	ATEN_CPU_CAPABILITY=default $(NBTEST)
+	$(PYTEST)
+
+# every kernel set this CPU has (default, avx2, avx512 where present): lessons and end-to-end tests under each
+CPU_CAPS = $(shell $(BIN)/python -c "import torch; c = torch.backends.cpu.get_cpu_capability().lower(); \
+             print(*['default', 'avx2', 'avx512'][:1 + ['default', 'avx2', 'avx512'].index(c if c in ('avx2', 'avx512') else 'default')])")
+test-cpus: check-sync browser-deps
+	@set -e; for cap in $(CPU_CAPS); do \
+	  echo "=== ATEN_CPU_CAPABILITY=$$cap"; \
+	  ATEN_CPU_CAPABILITY=$$cap $(NBTEST); \
+	  ATEN_CPU_CAPABILITY=$$cap $(PYTEST); \
+	done
 
 demo: setup
 	$(BIN)/sharpbalance-demo
