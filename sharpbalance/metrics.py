@@ -1,4 +1,4 @@
-"""Predictions cached once per ensemble, then accuracy, NLL, ECE, Brier, disagreement, DER, EIR, KL, logit variance and CKA computed from them.
+"""Predictions cached once per ensemble, then accuracy, NLL, ECE, Brier, disagreement, DER, EIR, KL, logit variance, CKA, uncertainty (entropy, mutual information, variation ratio), selective classification (AURC) and OOD detection (AUROC, FPR95) computed from them.
 
 Docs: https://sharpbalance.github.io/sharpbalance/metrics.html.md"""
 
@@ -18,9 +18,11 @@ from .core import SBError, atomic_save, load_checkpoint, get_device, evaluating,
 from .data import iterate
 
 # %% auto #0
-__all__ = ['EPS', 'Predictions', 'fingerprint', 'predict', 'accuracy', 'nll', 'brier', 'ece', 'disagreement_matrix',
-           'offdiag_mean', 'member_errors', 'der', 'ensemble_gain', 'eir', 'pairwise_kl', 'logit_variance',
-           'linear_cka', 'ensemble_summary', 'ood_summary', 'plot_disagreement']
+__all__ = ['EPS', 'SCORES', 'AURC_CONVENTIONS', 'Predictions', 'fingerprint', 'predict', 'accuracy', 'nll', 'brier', 'ece',
+           'disagreement_matrix', 'offdiag_mean', 'member_errors', 'der', 'ensemble_gain', 'eir', 'pairwise_kl',
+           'logit_variance', 'linear_cka', 'predictive_entropy', 'expected_entropy', 'mutual_information',
+           'variation_ratio', 'uncertainty_score', 'risk_coverage', 'aurc', 'augrc', 'risk_at_coverage',
+           'detection_metrics', 'ood_detection', 'ensemble_summary', 'ood_summary', 'plot_disagreement']
 
 # %% ../nbs/06_metrics.ipynb #978e9cd9
 EPS = 1e-12 # probabilities are clamped at this before a log
@@ -307,6 +309,227 @@ def linear_cka(X, # [N, ...] features of the N points (flattened per example)
     den = torch.linalg.matrix_norm(X.T @ X) * torch.linalg.matrix_norm(Y.T @ Y)
     return ((Y.T @ X).pow(2).sum() / den).item() if den > 0 else math.nan
 
+# %% ../nbs/06_metrics.ipynb #5837e571
+def _check_reduction(reduction):
+    "An SBError unless `reduction` is 'mean' or 'none'."
+    if reduction not in ("mean", "none"): raise SBError(f"reduction must be 'mean' (one float) or 'none' (one value per point); got {reduction!r}.")
+
+def _reduce(v, reduction): return v.mean().item() if reduction == "mean" else v # [N] float64 values: their mean or themselves
+
+def _entropy(p): # [..., C] probabilities
+    "Shannon entropy over the last axis in nats (float64), probabilities clamped at EPS inside the log."
+    p = p.double()
+    return -(p * p.clamp_min(EPS).log()).sum(-1)
+
+def predictive_entropy(P, # [M, N, C] members' probabilities (M = 1: one model)
+                       reduction:str="mean" # "mean": the mean over points (a float); "none": the [N] values
+                      ) -> float | torch.Tensor:
+    "Entropy $H[\\bar p]$ of the soft-vote ensemble: the total predictive uncertainty, in nats."
+    _check_reduction(reduction)
+    return _reduce(_entropy(_check_P(P, min_members=1).mean(0)), reduction)
+
+# %% ../nbs/06_metrics.ipynb #2fb4eba1
+def _member_entropy(P): return sum(_entropy(p) for p in P) / len(P) # [N] mean of the members' entropies, validated P[M, N, C]
+
+def expected_entropy(P, # [M, N, C] members' probabilities (M = 1: one model)
+                     reduction:str="mean" # "mean": the mean over points (a float); "none": the [N] values
+                    ) -> float | torch.Tensor:
+    "Mean of the members' entropies $\\frac1M\\sum_m H[P_m]$: the aleatoric part, in nats."
+    _check_reduction(reduction)
+    return _reduce(_member_entropy(_check_P(P, min_members=1)), reduction)
+
+# %% ../nbs/06_metrics.ipynb #594f75b6
+def _mi(Ht, He): return (Ht - He).clamp_min(0) # [N] mutual information from H[pbar] and the mean member entropy
+
+def mutual_information(P, # [M, N, C] members' probabilities (M = 1: one model, I = 0)
+                       reduction:str="mean" # "mean": the mean over points (a float); "none": the [N] values
+                      ) -> float | torch.Tensor:
+    "Mutual information $H[\\bar p] - \\frac1M\\sum_m H[P_m] \\ge 0$: the epistemic part (member disagreement), in nats."
+    _check_reduction(reduction)
+    P = _check_P(P, min_members=1)
+    return _reduce(_mi(_entropy(P.mean(0)), _member_entropy(P)), reduction)
+
+# %% ../nbs/06_metrics.ipynb #5f43365b
+def _variation_ratio(pred, C): # [M, N] members' predicted classes (`P.argmax(2)`), C classes
+    "[N] float64: one minus the share of the members' votes won by the most voted class."
+    votes = pred.T                                               # [N, M]
+    counts = torch.zeros(votes.shape[0], C, dtype=torch.long, device=pred.device).scatter_add_(1, votes, torch.ones_like(votes))
+    return 1 - counts.amax(1).double() / pred.shape[0]
+
+def variation_ratio(P, # [M, N, C] members' probabilities (M = 1: one model, VR = 0)
+                    reduction:str="mean" # "mean": the mean over points (a float); "none": the [N] values
+                   ) -> float | torch.Tensor:
+    "Variation ratio $1 - \\max_c \\frac1M \\#\\{m : \\arg\\max P_m = c\\}$: the share of members outvoted by the most voted class."
+    _check_reduction(reduction)
+    P = _check_P(P, min_members=1)
+    return _reduce(_variation_ratio(P.argmax(2), P.shape[2]), reduction)
+
+# %% ../nbs/06_metrics.ipynb #84c69c80
+SCORES = ("msp", "entropy", "expected_entropy", "mi", "vr") # uncertainty scores; each is higher at a less confident point
+_SCORE_ALIASES = {"predictive_entropy": "entropy", "mutual_information": "mi", "variation_ratio": "vr"}
+
+def _score_name(score):
+    "The canonical name of an uncertainty score, or an SBError listing them."
+    s = _SCORE_ALIASES.get(str(score), str(score))
+    if s not in SCORES: raise SBError(f"unknown score {score!r}; use one of {', '.join(SCORES)}.")
+    return s
+
+def _score(P, pbar, s): # validated P[M, N, C], pbar = P.mean(0), canonical score name s
+    "[N] float64 uncertainty of each point under score `s`."
+    if s == "msp": return -pbar.amax(1).double()
+    if s == "entropy": return _entropy(pbar)
+    if s == "expected_entropy": return _member_entropy(P)
+    if s == "mi": return _mi(_entropy(pbar), _member_entropy(P))
+    return _variation_ratio(P.argmax(2), P.shape[2])
+
+def uncertainty_score(P, # [M, N, C] members' probabilities (M = 1: one model)
+                      score:str="msp" # one of SCORES: "msp", "entropy", "expected_entropy", "mi", "vr"
+                     ) -> torch.Tensor:
+    "[N] float64 uncertainty of each point, higher = less confident (the sign of torch-uncertainty's OOD criteria)."
+    s = _score_name(score)
+    P = _check_P(P, min_members=1)
+    return _score(P, P.mean(0), s)
+
+# %% ../nbs/06_metrics.ipynb #cc966919
+def _tie_cum(s, e): # s [N] scores, e [N] values (here 0/1 errors)
+    "[N] float64: the expected sum of e over the k points of lowest s, k = 1..N, tied points taken in random order."
+    order = s.argsort(stable=True)
+    s, c = s[order], e[order].double().cumsum(0)
+    last = torch.ones_like(s, dtype=torch.bool); last[:-1] = s[1:] != s[:-1]   # the last point of each tie group
+    grp = last.long().cumsum(0) - last.long()                                  # the tie group of each point
+    end = last.nonzero().squeeze(1)
+    c1, n1 = c[end], (end + 1).double()                                        # sum and count up to each group's end
+    c0, n0 = F.pad(c1[:-1], (1, 0)), F.pad(n1[:-1], (1, 0))                    # ... and before its start
+    k = torch.arange(1, len(s) + 1, dtype=torch.float64, device=s.device)
+    return c0[grp] + (k - n0[grp]) * ((c1 - c0) / (n1 - n0))[grp]
+
+def _rc(s, err): # s [N] uncertainty scores, err [N] bool: the prediction is wrong
+    "(coverage k/N, selective risk on the k most confident points) for k = 1..N, float64, ties averaged."
+    k = torch.arange(1, len(s) + 1, dtype=torch.float64, device=s.device)
+    return k / len(s), _tie_cum(s, err) / k
+
+def _selective(P, y, s): # validated P, y; canonical score name s
+    "The risk-coverage curve of the soft vote's predictions ranked by score `s`."
+    pbar = P.mean(0)
+    return _rc(_score(P, pbar, s), pbar.max(1).indices != y)
+
+def risk_coverage(P, # [M, N, C] members' probabilities (M = 1: one model)
+                  y, # [N] integer labels
+                  score:str="msp" # the ranking, one of SCORES (most confident = lowest first)
+                 ) -> tuple:
+    "Coverages $k/N$ and selective risks (the soft vote's error rate on its $k$ most confident points), $k = 1..N$."
+    s = _score_name(score)
+    P, y = _check_P(P, y, min_members=1)
+    return _selective(P, y, s)
+
+# %% ../nbs/06_metrics.ipynb #6a97b370
+AURC_CONVENTIONS = ("torch-uncertainty", "mean") # trapezoids rescaled to [0, 1] (torch-uncertainty), or the mean over k/N
+
+def _check_convention(convention):
+    "An SBError unless `convention` is one of AURC_CONVENTIONS."
+    if convention not in AURC_CONVENTIONS: raise SBError(f"convention must be 'torch-uncertainty' or 'mean'; got {convention!r}.")
+
+def _area(v, convention): # [N] values at the coverages k/N, k = 1..N
+    "Area under `v`: trapezoids over [1/N, 1] rescaled to length 1 ('torch-uncertainty', nan for N < 2), or the mean."
+    if convention == "mean": return v.mean().item()
+    return ((v.sum() - (v[0] + v[-1]) / 2) / (len(v) - 1)).item() if len(v) > 1 else math.nan
+
+def aurc(P, # [M, N, C] members' probabilities (M = 1: one model)
+         y, # [N] integer labels
+         score:str="msp", # the ranking, one of SCORES
+         convention:str="torch-uncertainty" # "torch-uncertainty" (trapezoids, rescaled) or "mean" (of the N risks)
+        ) -> float:
+    "Area under the risk-coverage curve of the soft vote ranked by `score` (lower is better)."
+    _check_convention(convention); s = _score_name(score)
+    P, y = _check_P(P, y, min_members=1)
+    return _area(_selective(P, y, s)[1], convention)
+
+# %% ../nbs/06_metrics.ipynb #bb7c7d69
+def augrc(P, # [M, N, C] members' probabilities (M = 1: one model)
+          y, # [N] integer labels
+          score:str="msp", # the ranking, one of SCORES
+          convention:str="torch-uncertainty" # "torch-uncertainty" (trapezoids, rescaled) or "mean" (of the N values)
+         ) -> float:
+    "Area under the generalized risk-coverage curve $\\kappa\\, r(\\kappa)$, the share of points accepted and wrong."
+    _check_convention(convention); s = _score_name(score)
+    P, y = _check_P(P, y, min_members=1)
+    cov, risk = _selective(P, y, s)
+    return _area(cov * risk, convention)
+
+# %% ../nbs/06_metrics.ipynb #d5bbdccc
+def risk_at_coverage(P, # [M, N, C] members' probabilities (M = 1: one model)
+                     y, # [N] integer labels
+                     coverage:float=0.8, # c in (0, 1]: the share of points kept, the most confident first
+                     score:str="msp" # the ranking, one of SCORES
+                    ) -> float:
+    "Selective risk of the soft vote on its $\\lceil cN \\rceil$ most confident points."
+    try: c = float(coverage)
+    except (TypeError, ValueError): c = math.nan
+    if not 0 < c <= 1: raise SBError(f"coverage must lie in (0, 1], e.g. 0.8 to keep the 80% most confident points; got {coverage!r}.")
+    s = _score_name(score)
+    P, y = _check_P(P, y, min_members=1)
+    risk = _selective(P, y, s)[1]
+    return risk[max(1, math.ceil(round(c * len(risk), 9))) - 1].item()   # round: 0.7 * 10 is 7.000000000000001
+
+# %% ../nbs/06_metrics.ipynb #0c38f4c9
+def _roc(s_in, s_out): # float64 scores, higher = more likely OOD (the positive class)
+    "(fpr, tpr) float64 at each threshold between tie groups, from the highest score down, starting at (0, 0)."
+    s = torch.cat([s_in, s_out])
+    pos = torch.cat([torch.zeros_like(s_in), torch.ones_like(s_out)])
+    order = s.argsort(descending=True, stable=True)
+    s, pos = s[order], pos[order]
+    last = torch.ones_like(s, dtype=torch.bool); last[:-1] = s[1:] != s[:-1]   # the last point of each tie group
+    tp, fp = pos.cumsum(0)[last], (1 - pos).cumsum(0)[last]
+    return F.pad(fp / len(s_in), (1, 0)), F.pad(tp / len(s_out), (1, 0))
+
+def _check_tpr(tpr):
+    "`tpr` as a float in (0, 1], or an SBError."
+    try: t = float(tpr)
+    except (TypeError, ValueError): t = math.nan
+    if not 0 < t <= 1: raise SBError(f"tpr must lie in (0, 1], e.g. 0.95 for the FPR at 95% TPR; got {tpr!r}.")
+    return t
+
+def _detection(s_in, s_out, tpr): # validated float64 scores and TPR level
+    "{'auroc': ..., 'fpr95': ...} from in-distribution and OOD scores."
+    fpr, tp = _roc(s_in, s_out)
+    return {"auroc": torch.trapezoid(tp, fpr).item(), f"fpr{100 * tpr:g}": fpr[tp >= tpr][0].item()}
+
+def _check_scores(s, name):
+    "Validate a non-empty 1-d vector of finite real scores; return it as float64."
+    if isinstance(s, (list, tuple)):   # Python floats: kept in float64 (torch.as_tensor would round them to float32)
+        try: s = torch.tensor(s, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError): raise SBError(f"{name} must be a vector of real scores, one per point.") from None
+    s = _t(s, name)
+    if s.ndim != 1 or len(s) == 0: raise SBError(f"{name} must be a non-empty vector of scores, one per point; got shape {tuple(s.shape)}.")
+    if s.is_complex() or s.dtype == torch.bool or not torch.isfinite(s.double()).all():
+        raise SBError(f"{name} must hold finite real scores; replace nan/inf (e.g. with torch.nan_to_num) first.")
+    return s.double()
+
+def detection_metrics(s_in, # [N_in] scores of the in-distribution points, higher = more likely OOD
+                      s_out, # [N_out] scores of the OOD points
+                      tpr:float=0.95 # the TPR (share of OOD points flagged) at which the FPR is read
+                     ) -> dict:
+    "AUROC and FPR at `tpr` of flagging OOD points (the positives) by a score: `{'auroc': ..., 'fpr95': ...}`."
+    tpr = _check_tpr(tpr)
+    return _detection(_check_scores(s_in, "s_in"), _check_scores(s_out, "s_out"), tpr)
+
+# %% ../nbs/06_metrics.ipynb #e9fed0f5
+def _probs_of(P, name):
+    "Validated members' probabilities P[M, N, C] from a tensor or a Predictions, named `name` in errors."
+    return _check_probs(P.P if isinstance(P, Predictions) else P, name, 3)
+
+def ood_detection(P_in, # [M, N_in, C] members' probabilities on the in-distribution set (or its Predictions)
+                  P_out, # [M, N_out, C] the same members' probabilities on the OOD set (or its Predictions)
+                  score:str="msp", # the OOD score, one of SCORES (higher = more likely OOD)
+                  tpr:float=0.95 # the TPR (share of OOD points flagged) at which the FPR is read
+                 ) -> dict:
+    "AUROC and FPR95 of flagging the OOD points (the positives) by the ensemble's uncertainty `score`."
+    s, tpr = _score_name(score), _check_tpr(tpr)
+    P_in, P_out = _probs_of(P_in, "P_in"), _probs_of(P_out, "P_out")
+    if P_in.shape[0] != P_out.shape[0] or P_in.shape[2] != P_out.shape[2]:
+        raise SBError(f"P_in and P_out must come from the same members and classes (equal M and C); got {tuple(P_in.shape)} and {tuple(P_out.shape)}.")
+    return _detection(_score(P_in, P_in.mean(0), s), _score(P_out, P_out.mean(0), s), tpr)
+
 # %% ../nbs/06_metrics.ipynb #f7e966d2
 def _unpack(pred):
     "(P, y) from a Predictions or a (P, y) pair."
@@ -324,13 +547,17 @@ def ensemble_summary(P, # [M, N, C] members' probabilities (M >= 2)
     conf, ens_pred = pbar.max(1)                                 # the ensemble's confidence and class
     errs, D = _member_errors(pred, y), _disagreement(pred)
     err, acc, accs = errs.mean().item(), _accuracy(ens_pred, y), (1 - errs).tolist()
+    Ht, He = _entropy(pbar), _member_entropy(P)                # per point: H[pbar], mean member entropy
     return dict(n=int(P.shape[1]), n_members=int(P.shape[0]),
                 member_acc=sum(accs) / len(accs), member_accs=accs,
                 member_nll=sum(_nll(p, y) for p in P) / len(P),
                 ens_acc=acc, gain=_gain(acc, err), disagreement=offdiag_mean(D),
                 der=_der(D, err), der_all=_der(D, err, "all"), eir=_eir(acc, err),
                 kl=offdiag_mean(_pairwise_kl(P)),
-                nll=_nll(pbar, y), ece=_ece(conf, ens_pred, y, nb), brier=_brier(pbar, y))
+                nll=_nll(pbar, y), ece=_ece(conf, ens_pred, y, nb), brier=_brier(pbar, y),
+                entropy=Ht.mean().item(), expected_entropy=He.mean().item(), mutual_info=_mi(Ht, He).mean().item(),
+                variation_ratio=_variation_ratio(pred, P.shape[2]).mean().item(),
+                aurc=_area(_rc(-conf.double(), ens_pred != y)[1], "torch-uncertainty"))
 
 # %% ../nbs/06_metrics.ipynb #ad40d921
 def _split_key(key):
