@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/ensemble.py [--steps 40] [--repeats 5] [--epochs 2] [--threads 1] [--device cpu] [--sweep]
 
 1. Stacked vs sequential steps, M = 3 members of the `mlp` on digits (batch 64): the DE (SGD), SAM and SharpBalance
-   mixed steps, taken member by member (`train._sgd_step`, `train._sam_step`, `sam.mixed_step`) against one
-   `parallel.stacked_step` for all three (the default, layer-by-layer `Stack`; the SAM step also with the
+   mixed steps, taken member by member (`sam.mixed_step` with an all-False, all-True or partial mask) against one
+   `stack.stacked_step` for all three (the default, layer-by-layer `Stack`; the SAM step also with the
    whole-model `vmap` engine). Target: stacked SAM step >= 1.5x faster.
    With --sweep, also the stacked SAM speed-up for mlp on digits and cnn1d on mnist1d at batches 8 to 512.
 2. The whole epoch of the default trainer (`train_ensemble`, DE, the demo `cnn`, batch 128, per-epoch evaluation
@@ -20,8 +20,10 @@ import torch
 from sharpbalance.core import set_seed, get_device
 from sharpbalance import data as sbdata, models as sbmodels
 from sharpbalance.sam import SAM, mixed_step
-from sharpbalance.parallel import Stack, StackedSAM, stacked_step
-from sharpbalance.train import TrainConfig, train_ensemble, evaluate, _sam_step, _sgd_step
+from sharpbalance.stack import Stack, StackedSAM, stacked_step
+from sharpbalance.learner import evaluate
+from sharpbalance.methods.core import train_ensemble
+from sharpbalance.methods import de
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=40); p.add_argument("--repeats", type=int, default=5)
@@ -42,6 +44,7 @@ def step_times(data, model, bs, kinds=("sgd", "sam", "mixed"), steps=args.steps,
     g = torch.Generator().manual_seed(0)
     idx = [torch.stack([torch.randperm(len(Y), generator=g)[:bs] for _ in range(M)]).to(dev) for _ in range(steps)]
     masks = [torch.rand(M, bs, generator=g).to(dev) < f for _ in range(steps)]
+    none, every = torch.zeros(bs, dtype=torch.bool, device=dev), torch.ones(bs, dtype=torch.bool, device=dev)
     def nets():
         set_seed(0); return [sbmodels.create(model, bundle.n_classes, bundle.input_shape).to(dev).train() for _ in range(M)]
     def time_seq(kind):
@@ -50,16 +53,14 @@ def step_times(data, model, bs, kinds=("sgd", "sam", "mixed"), steps=args.steps,
         def step(i):
             for k, (m, o) in enumerate(zip(ms, opts)):
                 x, y = X[idx[i][k]], Y[idx[i][k]]
-                if kind == "sgd": _sgd_step(m, o, x, y)
-                elif kind == "sam": _sam_step(m, o, x, y)
-                else: mixed_step(m, o, x, y, masks[i][k])
+                mixed_step(m, o, x, y, none if kind == "sgd" else every if kind == "sam" else masks[i][k])
         for i in range(3): step(i)
         sync(); t = time.perf_counter()
         for i in range(steps): step(i)
         sync(); return (time.perf_counter() - t) / steps
     def time_stacked(kind, engine="auto"):
         st = Stack(nets(), engine=engine).train(); ps = list(st.params.values())
-        skw = dict(kw, foreach=True)  # as `parallel._stacked_opt`
+        skw = dict(kw, foreach=True)  # as the methods' `stacked_optimizer`
         opt = torch.optim.SGD(ps, **skw) if kind == "sgd" else StackedSAM(ps, torch.optim.SGD, rho=0.2, **skw)
         def step(i):
             stacked_step(st, opt, X[idx[i]], Y[idx[i]], masks[i] if kind == "mixed" else None, sam=kind != "sgd")
@@ -99,7 +100,7 @@ if args.sweep:  # where stacking pays: per-step overhead (small batches) against
 
 # 2. whole epochs: the trainer against a plain loop over the same batches
 bundle = sbdata.load("digits")
-cfg = TrainConfig(method="de", seed="13 17 27", epochs=args.epochs, lr=0.05, progress=False, device=str(dev), workers=0)
+cfg = de.Config(seed="13 17 27", epochs=args.epochs, lr=0.05, progress=False, device=str(dev), workers=0)
 def plain_loop(with_eval=False):
     ms, gens = [], []
     for s in cfg.seed:
@@ -109,12 +110,12 @@ def plain_loop(with_eval=False):
     for _ in range(cfg.epochs):
         for m, o, gn in zip(ms, opts, gens):
             for _, x, y in sbdata.iterate(bundle.train, cfg.batch_size, shuffle=True, generator=gn):
-                _sgd_step(m, o, x.to(dev), y.to(dev))
+                mixed_step(m, o, x.to(dev), y.to(dev), torch.zeros(len(y), dtype=torch.bool))
             if with_eval: evaluate(m, bundle.test, dev)  # what the trainer logs every epoch: test loss and error
     sync()
 tt, tl, te = [], [], []
 for _ in range(max(1, args.repeats // 2)):
-    t = time.perf_counter(); train_ensemble(cfg, bundle); sync(); tt.append(time.perf_counter() - t)
+    t = time.perf_counter(); train_ensemble(cfg, bundle=bundle); sync(); tt.append(time.perf_counter() - t)
     t = time.perf_counter(); plain_loop(); sync(); tl.append(time.perf_counter() - t)
     t = time.perf_counter(); plain_loop(with_eval=True); sync(); te.append(time.perf_counter() - t)
 trainer, loop, loop_eval = statistics.median(tt), statistics.median(tl), statistics.median(te)
@@ -123,9 +124,9 @@ print(f"{cfg.epochs} epochs of {M} '{cfg.model}' members (DE, batch {cfg.batch_s
 print(f"the plain loop plus the trainer's per-epoch test-set evaluation: {loop_eval:.2f} s -> trainer / that = {trainer/loop_eval:.2f}")
 # 3. a whole SharpBalance run of the trainer, stacked against member by member (evaluation and scoring included)
 def sb_run(stacked):
-    c = TrainConfig(model=args.model, method="sharpbalance", seed="13 17 27", epochs=4, initial_epochs=2, rho=0.2, flat_ratio=0.5,
-                    lr=0.05, batch_size=bs, progress=False, device=str(dev), workers=0, stacked=stacked)
-    t = time.perf_counter(); train_ensemble(c, bundle); sync(); return time.perf_counter() - t
+    kw = dict(model=args.model, seed="13 17 27", epochs=4, initial_epochs=1, rho=0.2, flat_ratio=0.5, lr=0.05, batch_size=bs,
+              progress=False, device=str(dev), workers=0, stacked=stacked)
+    t = time.perf_counter(); train_ensemble("sharpbalance", bundle=bundle, **kw); sync(); return time.perf_counter() - t
 runs = [sb_run(False) / sb_run(True) for _ in range(max(1, args.repeats // 2))]
 run_speedup = statistics.median(runs)
 print(f"whole SharpBalance run ({args.model}, 4 epochs, selection after 2, batch {bs}): member by member / --stacked = "

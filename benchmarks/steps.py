@@ -13,8 +13,10 @@ import torch
 from sharpbalance.core import set_seed
 from sharpbalance import data as sbdata, models as sbmodels
 from sharpbalance.sam import SAM, mixed_step
-from sharpbalance.balance import per_sample_sharpness
-from sharpbalance.train import TrainConfig, train_ensemble, _sam_step, _sgd_step
+from sharpbalance.scores import per_sample_sharpness
+from sharpbalance.learner import TrainConfig
+from sharpbalance.methods.core import train_ensemble
+from sharpbalance.methods.sharpbalance import sam_share
 
 p = argparse.ArgumentParser(); p.add_argument("--steps", type=int, default=40); p.add_argument("--repeats", type=int, default=5)
 p.add_argument("--batch_size", type=int, default=TrainConfig.batch_size); p.add_argument("--threads", type=int, default=2)
@@ -25,9 +27,9 @@ X, Y = bundle.train.tensors
 bs = args.batch_size
 
 # the SAM share f a SharpBalance member actually gets: select from three members after 5 SAM epochs
-res = train_ensemble(TrainConfig(method="sharpbalance", seed="13 17 27", rho=0.2, flat_ratio=0.5, initial_epochs=5, epochs=6,
-                                 lr=0.05, batch_size=bs, lrsche="cosine", progress=False), bundle)
-f = statistics.mean(res.sam_share); mask = res.masks[0]
+res = train_ensemble("sharpbalance", bundle=bundle, seed="13 17 27", rho=0.2, flat_ratio=0.5, initial_epochs=4, epochs=6,
+                     lr=0.05, batch_size=bs, lrsche="cosine", progress=False)
+f = statistics.mean(sam_share(res.method.masks)); mask = res.method.masks[0]
 
 def fresh(sam):
     set_seed(0); m = sbmodels.create("cnn", bundle.n_classes, bundle.input_shape)
@@ -38,7 +40,8 @@ g = torch.Generator().manual_seed(0)
 batches = [torch.randperm(len(Y), generator=g)[:bs] for _ in range(args.steps)]
 def time_steps(kind):
     m, opt = fresh(kind != "sgd"); m.train()
-    step = {"sgd": lambda x, y, i: _sgd_step(m, opt, x, y), "sam": lambda x, y, i: _sam_step(m, opt, x, y),
+    none, every = torch.zeros(bs, dtype=torch.bool), torch.ones(bs, dtype=torch.bool)
+    step = {"sgd": lambda x, y, i: mixed_step(m, opt, x, y, none), "sam": lambda x, y, i: mixed_step(m, opt, x, y, every),
             "mixed": lambda x, y, i: mixed_step(m, opt, x, y, mask[i])}[kind]
     for i in batches[:5]: step(X[i], Y[i], i)
     t = time.perf_counter()

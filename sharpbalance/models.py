@@ -7,13 +7,14 @@ Docs: https://sharpbalance.github.io/sharpbalance/models.html.md"""
 # %% ../nbs/02_models.ipynb #58f8ef26
 from __future__ import annotations
 import math
+import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import SBError
 
 # %% auto #0
-__all__ = ['MODELS', 'register', 'n_params', 'create', 'cnn', 'cnn1d', 'mlp', 'ResNet18', 'resnet18', 'WideResNet', 'wrn28',
-           'wrn40']
+__all__ = ['MODELS', 'register', 'n_params', 'create', 'cnn', 'cnn1d', 'mlp', 'ResNet18', 'resnet18', 'TinyResNet18',
+           'resnet18_tiny', 'official_model', 'WideResNet', 'wrn28', 'wrn40']
 
 # %% ../nbs/02_models.ipynb #0cd18d0c
 MODELS = {}
@@ -131,6 +132,60 @@ def resnet18(n_classes:int, # number of classes
     "The CIFAR ResNet-18 of the paper (3x3 stem, no max-pool), width k."
     _need_image("resnet18", input_shape)
     return ResNet18(n_classes, input_shape[0], width)
+
+# %% ../nbs/02_models.ipynb #71c889d0
+register("resnet18_cifar")(resnet18)
+
+# %% ../nbs/02_models.ipynb #094c959c
+class _ScaledIdentity(nn.Module):
+    "$x \\odot s$ with a learnable scale per channel $s$ (initialised to 1): the official identity shortcut."
+    def __init__(self, c:int): super().__init__(); self.weight = nn.Parameter(torch.ones(c, 1, 1))
+    def forward(self, x): return x * self.weight
+
+class _TinyBlock(nn.Module):
+    "BasicBlock with a scaled identity shortcut, as in the official Tiny-ImageNet ResNet-18."
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.residual = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                                      nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = _ScaledIdentity(cin) if stride == 1 and cin == cout else \
+                        nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    def forward(self, x): return F.relu(self.residual(x) + self.shortcut(x))
+
+# %% ../nbs/02_models.ipynb #ca8a874e
+class TinyResNet18(nn.Module):
+    "The official Tiny-ImageNet ResNet-18: scaled identity shortcuts, Kaiming-normal convolutions, adaptive pooling."
+    def __init__(self, n_classes:int, # number of classes
+                 in_ch:int=3, # input channels
+                 k:int=64 # width of the first stage (the official code always uses 64)
+                ):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_ch, k, 3, 1, 1, bias=False), nn.BatchNorm2d(k), nn.ReLU(inplace=True))
+        blocks, cin = [], k
+        for i, stride in enumerate((1, 2, 2, 2)):
+            blocks += [_TinyBlock(cin, k * 2**i, stride), _TinyBlock(k * 2**i, k * 2**i, 1)]; cin = k * 2**i
+        self.layers, self.pool, self.fc = nn.Sequential(*blocks), nn.AdaptiveAvgPool2d(1), nn.Linear(cin, n_classes)
+        for mod in self.modules():
+            if isinstance(mod, nn.Conv2d): nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(mod, nn.BatchNorm2d): nn.init.ones_(mod.weight); nn.init.zeros_(mod.bias)
+
+    def forward(self, x): return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
+
+@register("resnet18_tiny")
+def resnet18_tiny(n_classes:int, # number of classes
+                  input_shape:tuple, # (C, H, W), (3, 64, 64) for Tiny-ImageNet
+                  width:int=64 # k, the width of the first stage
+                 ) -> nn.Module:
+    "The official Tiny-ImageNet ResNet-18 (what `--model resnet18 --data tiny_imgnet` builds there)."
+    _need_image("resnet18_tiny", input_shape)
+    return TinyResNet18(n_classes, input_shape[0], width)
+
+# %% ../nbs/02_models.ipynb #951aa031
+def official_model(name:str, # the `--model` a user asked for
+                   data:str # the canonical dataset name
+                  ) -> str:
+    "The registry name of the network the official scripts build for `--model name --data data`."
+    return "resnet18_tiny" if name == "resnet18" and data == "tiny_imagenet" else name
 
 # %% ../nbs/02_models.ipynb #e18bf4e8
 class _WideBlock(nn.Module):

@@ -108,8 +108,15 @@ def _set_bn_tracking(model, on:bool):
     for mod in model.modules():
         if isinstance(mod, nn.modules.batchnorm._BatchNorm): mod.track_running_stats = on
 
-def _mixed_step(model, optimizer, x, y, sam_mask, loss_fn=F.cross_entropy, bn_perturbed=True) -> torch.Tensor:
-    "`mixed_step` (arguments documented there), returning the loss as a 0-d tensor on the device: no host read on the trainer's hot path."
+def mixed_step(model:nn.Module, # the member being trained (in train mode)
+               optimizer:torch.optim.Optimizer, # a `SAM`; any optimizer when no sample of the batch uses SAM
+               x:torch.Tensor, # inputs of the batch [b, ...]
+               y:torch.Tensor, # targets of the batch [b]
+               sam_mask:torch.Tensor, # bool [b], True = this sample is trained with SAM (all True: SAM; all False: the base step)
+               loss_fn=F.cross_entropy, # mean-reduced loss `loss_fn(output, y)`
+               bn_perturbed:bool=True # update BatchNorm running stats in the pass at w+e too (official code)
+              ) -> torch.Tensor: # $a_E L_E(w) + a_S L_S(w)$, the batch loss at $w$ (0-d, on the device: no host read)
+    "One update: SAM objective on the samples where `sam_mask` is True, ERM on the rest, weighted by their shares."
     b = len(y)
     if not isinstance(sam_mask, torch.Tensor) or sam_mask.dtype != torch.bool or tuple(sam_mask.shape) != (b,):
         raise SBError(f"sam_mask must be a bool tensor with one entry per sample of the batch ({b}); index the member's mask with the batch's sample ids.")
@@ -153,14 +160,3 @@ def _mixed_step(model, optimizer, x, y, sam_mask, loss_fn=F.cross_entropy, bn_pe
     optimizer.base_optimizer.step()
     l_s = l_s.detach()
     return l_s if total is None else total + a_s * l_s
-
-def mixed_step(model:nn.Module, # the member being trained (in train mode)
-               optimizer:torch.optim.Optimizer, # a `SAM`; any optimizer when no sample of the batch uses SAM
-               x:torch.Tensor, # inputs of the batch [b, ...]
-               y:torch.Tensor, # targets of the batch [b]
-               sam_mask:torch.Tensor, # bool [b], True = this sample is trained with SAM
-               loss_fn=F.cross_entropy, # mean-reduced loss `loss_fn(output, y)`
-               bn_perturbed:bool=True # update BatchNorm running stats in the pass at w+e too (official code)
-              ) -> float: # $a_E L_E(w) + a_S L_S(w)$, the batch loss at $w$
-    "One update: SAM objective on the samples where `sam_mask` is True, ERM on the rest, weighted by their shares."
-    return _mixed_step(model, optimizer, x, y, sam_mask, loss_fn, bn_perturbed).item()

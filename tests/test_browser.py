@@ -1,5 +1,5 @@
 """Real-browser test of the explorers: start JupyterLab on 127.0.0.1 in its own process group, open a copy of
-nbs/10_widgets.ipynb in headless Chromium (Debian's, never `playwright install`), run all cells, move the rho and
+nbs/60_widgets.ipynb in headless Chromium (Debian's, never `playwright install`), run all cells, move the rho and
 flat_ratio sliders of `explore_training` and the rho slider of `explore_theory`, and check that the text and the
 plot image change as they should. The server is stopped by its process group."""
 import json, os, signal, subprocess, time, urllib.request
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, BIN, env1, free_port
 
-NB = ROOT/'nbs'/'10_widgets.ipynb'
+NB = ROOT/'nbs'/'60_widgets.ipynb'
 RUN_ALL_TIMEOUT = 240_000  # ms: the notebook's own lessons run first (about 35 s on 2 busy cores)
 CHANGE_TIMEOUT = 90_000    # ms: one slider move retrains at most two small ensembles (a few seconds)
 

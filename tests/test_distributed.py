@@ -5,14 +5,14 @@ import pytest, torch
 from helpers import TRAIN, run, env1, free_port
 
 RUN = ["--data", "digits", "--model", "mlp", "--seed", "13 17 27", "--sam", "True", "--rho", "0.2", "--flat_ratio", "0.5",
-       "--initial_epochs", "2", "--epochs", "4", "--lr", "0.05", "--batch_size", "64", "--lrsche", "cosine", "--device", "cpu", "--quiet"]
+       "--initial_epochs", "1", "--epochs", "4", "--lr", "0.05", "--batch_size", "64", "--lrsche", "cosine", "--device", "cpu", "--quiet"]
 
 def torchrun(nproc, args, timeout=300):
     return run(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args,
                timeout=timeout, env=env1())
 
-def member(folder, k): return torch.load(Path(folder)/f"member{k}.pt", weights_only=True)
+def member(folder, k): return torch.load(Path(folder)/f"track{k}.pt", weights_only=True)
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
@@ -25,14 +25,14 @@ def test_torchrun_equals_one_process(single, tmp_path, nproc=3):
     out = tmp_path/"dist"
     r = torchrun(nproc, RUN + ["--save_path", str(out)])
     assert r.returncode == 0, r.stdout + r.stderr
-    a, b = torch.load(single/"selection.pt", weights_only=True), torch.load(out/"selection.pt", weights_only=True)
+    a, b = torch.load(single/"method.pt", weights_only=True), torch.load(out/"method.pt", weights_only=True)
     assert torch.equal(a["masks"], b["masks"])
     torch.testing.assert_close(a["scores"], b["scores"], rtol=1e-4, atol=1e-6)
     for k in range(3):
         sa, sb = member(single, k), member(out, k)
-        assert sb["epoch"] == 4 and torch.equal(sa["mask"], sb["mask"])
+        assert sb["epoch"] == 4
         for n in sa["model"]: torch.testing.assert_close(sa["model"][n], sb["model"][n], rtol=1e-4, atol=1e-5, msg=n)
-        assert len((out/f"member{k}.csv").read_text().splitlines()) == 5
+        assert len((out/f"track{k}.csv").read_text().splitlines()) == 5
     summ = json.loads((out/"summary.json").read_text())
     assert summ["world_size"] == nproc and len(summ["test_error"]) == 3
 
@@ -42,7 +42,7 @@ def test_two_members_per_rank_and_resume(single, tmp_path):
     args = [a if a != "13 17 27" else "13 17 27 31" for a in RUN] + ["--save_path", str(out)]
     r = torchrun(2, args)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (out/"summary.json").exists() and torch.load(out/"selection.pt", weights_only=True)["masks"].shape[0] == 4
+    assert (out/"summary.json").exists() and torch.load(out/"method.pt", weights_only=True)["masks"].shape[0] == 4
     before = {k: member(out, k)["model"] for k in range(4)}
     r = torchrun(2, args)  # everything is done: resume finds epoch 4 everywhere
     assert r.returncode == 0, r.stdout + r.stderr
@@ -59,8 +59,8 @@ def test_dead_rank_stops_the_others(tmp_path):
              for k in range(2)]
     try:
         deadline = time.time() + 120
-        while not (out/"member1.pt").exists() and time.time() < deadline: time.sleep(0.05)
-        assert (out/"member1.pt").exists(), "rank 1 never wrote a checkpoint"
+        while not (out/"track1.pt").exists() and time.time() < deadline: time.sleep(0.05)
+        assert (out/"track1.pt").exists(), "rank 1 never wrote a checkpoint"
         os.killpg(procs[1].pid, signal.SIGKILL); procs[1].wait()
         t = time.time()
         _, err = procs[0].communicate(timeout=timeout + 60)

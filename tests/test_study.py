@@ -34,7 +34,7 @@ def test_study_grid_is_resumable(tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--methods", "de swag"], "unknown method"),
     (["--flat_ratio", "1.5"], "flat_ratio must be in (0, 1]"),
-    (["--epochs", "5", "--initial_epochs", "5"], "below --epochs"),
+    (["--epochs", "5", "--initial_epochs", "4"], "initial_epochs must be in [-1, epochs - 2]"),
 ])
 def test_study_bad_input_is_one_sentence(args, msg, tmp_path):
     clean_error(run(STUDY, *args, "--out", str(tmp_path/"s"), "--quiet"), msg)
@@ -44,12 +44,12 @@ def test_demo_writes_report_and_figures(tmp_path):
     out = tmp_path/"demo"
     r = run(DEMO, "--epochs", "2", "--seed", "13 17", "--out", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
-    for name in ("DE", "SAM ρ=0.1", "SAM ρ=0.2", "SB ρ=0.2 T=1"): assert f"| {name} |" in r.stdout
+    for name in ("DE", "SAM ρ=0.1", "SAM ρ=0.2", "SB ρ=0.2 T=0"): assert f"| {name} |" in r.stdout
     for f in ("tradeoff.png", "accuracy.png", "landscape.png"):
         assert (out/f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out/f).stat().st_size > 1000, f
     report = (out/"report.md").read_text()
     assert "## SharpBalance vs SAM at the same ρ" in report and "no ensemble-level number has a seed spread" in report
-    assert "trained 4 runs, reused 0" in r.stdout  # (re-running reuses them: see test_study_grid_is_resumable and 13_study)
+    assert "trained 4 runs, reused 0" in r.stdout  # (re-running reuses them: see test_study_grid_is_resumable and 40_study)
 
 def test_demo_refuses_a_foreign_folder(tmp_path):
     (tmp_path/"mine.txt").write_text("keep me")
