@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['SBError', 'set_seed', 'parse_seeds', 'str2bool', 'get_device', 'module_device', 'evaluating', 'atomic_save',
-           'atomic_write_text', 'load_checkpoint', 'friendly_errors', 'parser_for', 'run_cli']
+           'atomic_write_text', 'load_checkpoint', 'friendly_errors', 'parser_for', 'run_cli', 'as_batches']
 
 # %% ../nbs/00_core.ipynb #184846cd
 class SBError(ValueError):
@@ -143,3 +143,18 @@ def run_cli(func, # the command: its signature is the command line
     args = vars(parser_for(func, prog=prog).parse_args(argv))
     args.pop("pdb", None); args.pop("xtra", None)
     return friendly_errors(func)(**args)
+
+# %% ../nbs/00_core.ipynb #6a02edf6
+def as_batches(batches, # an iterable of `(x, y)`, or of `(idx, x, y)` as `data.iterate` yields
+               device=None # move them there once (for functions that pass over them many times); None: leave them
+              ) -> list:
+    "The batches as a list of `(x, y)` pairs, so they can be passed over more than once."
+    if isinstance(batches, (tuple, list)) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
+        raise SBError("batches must be a list of (x, y) pairs; wrap a single batch as [(x, y)].")
+    out = []
+    for b in batches:
+        if not isinstance(b, (tuple, list)) or len(b) not in (2, 3):
+            raise SBError("each batch must be (x, y) or (idx, x, y); pass e.g. [(x, y)] or data.iterate(ds, 5).")
+        out.append(tuple(b[-2:]) if device is None else tuple(t.to(device) for t in b[-2:]))
+    if not out: raise SBError("batches is empty; pass at least one (x, y) batch.")
+    return out

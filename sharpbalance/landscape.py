@@ -12,7 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from .core import SBError, module_device
-from .sharpness import as_batches, trainable_params, loss_and_error
+from .core import as_batches
+from .sharpness import trainable_params, loss_and_error
 
 # %% auto #0
 __all__ = ['random_direction', 'line_losses', 'plane_losses', 'plot_line', 'plot_plane']

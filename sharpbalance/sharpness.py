@@ -11,29 +11,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp, vmap
-from .core import SBError, evaluating, module_device
+from .core import SBError, evaluating, module_device, as_batches
 from .scores import per_sample_sharpness
 
 # %% auto #0
-__all__ = ['as_batches', 'trainable_params', 'loss_and_error', 'apgd_checkpoints', 'project_perturbation', 'worst_case_sharpness',
+__all__ = ['trainable_params', 'loss_and_error', 'apgd_checkpoints', 'project_perturbation', 'worst_case_sharpness',
            'average_case_sharpness', 'fisher_summary', 'hessian_vector_product', 'hessian_top_eigenvalue',
            'hessian_trace']
 
 # %% ../nbs/21_sharpness.ipynb #a4a88aad
-def as_batches(batches, # an iterable of `(x, y)`, or of `(idx, x, y)` as `data.iterate` yields
-               device=None # move them there once (for functions that pass over them many times); None: leave them
-              ) -> list:
-    "The batches as a list of `(x, y)` pairs, so they can be passed over more than once."
-    if isinstance(batches, (tuple, list)) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
-        raise SBError("batches must be a list of (x, y) pairs; wrap a single batch as [(x, y)].")
-    out = []
-    for b in batches:
-        if not isinstance(b, (tuple, list)) or len(b) not in (2, 3):
-            raise SBError("each batch must be (x, y) or (idx, x, y); pass e.g. [(x, y)] or data.iterate(ds, 5).")
-        out.append(tuple(b[-2:]) if device is None else tuple(t.to(device) for t in b[-2:]))
-    if not out: raise SBError("batches is empty; pass at least one (x, y) batch.")
-    return out
-
 def _err(out, y):
     "Batch error rate for class labels; NaN when the targets are not class indices."
     if y.dtype.is_floating_point or out.ndim != 2: return float("nan")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch.optim.swa_utils import update_bn
 from .core import SBError, evaluating, module_device
-from .sharpness import as_batches
+from .core import as_batches
 from . import models as sbmodels
 
 # %% auto #0
