@@ -87,9 +87,9 @@ def plot_line(result:dict, # from `line_losses` or `weightspace.linear_path`
     "Loss (and error) against $\\alpha$; returns `(fig, ax)`."
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 3))
     ax.plot(result["alpha"], result["loss"], "C0-o", ms=3, label=label)
-    ax.set_xlabel(r"$\alpha$"); ax.set_ylabel("loss", color="C0")
+    ax.set_xlabel(r"step $\alpha$ along the direction"); ax.set_ylabel("loss (nats)", color="C0")
     if error and np.isfinite(result["error"]).all():
-        ax2 = ax.twinx(); ax2.plot(result["alpha"], result["error"], "C1--", label="error"); ax2.set_ylabel("error", color="C1")
+        ax2 = ax.twinx(); ax2.plot(result["alpha"], result["error"], "C1--", label="error"); ax2.set_ylabel("error (fraction)", color="C1")
     fig.tight_layout()
     return fig, ax
 
@@ -104,6 +104,6 @@ def plot_plane(result:dict, # from `plane_losses`
     A, B = np.meshgrid(result["alpha"], result["beta"], indexing="ij")
     cs = ax.contour(A, B, Z, levels=levels, cmap="viridis")
     ax.clabel(cs, fontsize=6, fmt="%.2f")
-    ax.plot(0, 0, "k*", ms=8); ax.set_xlabel(r"$\alpha$ ($d_1$)"); ax.set_ylabel(r"$\beta$ ($d_2$)")
+    ax.plot(0, 0, "k*", ms=8); ax.set_xlabel(r"step $\alpha$ along $d_1$"); ax.set_ylabel(r"step $\beta$ along $d_2$")
     ax.set_title(r"$\log_{10}$ loss" if log else "loss", fontsize=9); fig.tight_layout()
     return fig, ax

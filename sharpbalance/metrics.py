@@ -652,6 +652,6 @@ def plot_disagreement(P, # [M, N, C] members' probabilities
     if len(labels) != M: raise SBError(f"labels must name all {M} members; got {len(labels)}.")
     if ax is None: _, ax = plt.subplots(figsize=(1.0 + 0.9 * M, 0.6 + 0.8 * M))
     sns.heatmap(D.numpy(), annot=annot, fmt=".3f", vmin=0, cmap=cmap, square=True, ax=ax,
-                xticklabels=labels, yticklabels=labels, cbar_kws={"label": "disagreement"})
-    ax.set_title(f"disagreement, mean off-diagonal {offdiag_mean(D):.3f}")
+                xticklabels=labels, yticklabels=labels, cbar_kws={"label": "disagreement (fraction of points)"})
+    ax.set_title(f"disagreement, mean off-diagonal {offdiag_mean(D):.3f}"); ax.set_xlabel("member"); ax.set_ylabel("member")
     return ax

@@ -262,11 +262,11 @@ def plot_member_plane(result:dict, # from `member_plane`
     if key not in ("loss", "error"): raise SBError(f"key must be 'loss' or 'error'; got {key!r}.")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.2, 3.5))
     Xg, Yg = np.meshgrid(result["x"], result["y"], indexing="ij")
-    fig.colorbar(ax.contourf(Xg, Yg, result[key], levels=levels, cmap="viridis"), ax=ax, label=key)
+    fig.colorbar(ax.contourf(Xg, Yg, result[key], levels=levels, cmap="viridis"), ax=ax, label="loss (nats)" if key == "loss" else "error (fraction)")
     ax.plot(*result["members"].T, "o", color="w", mec="k", ms=7, ls="none")
     for (x, y), s in zip(result["members"], labels): ax.annotate(s, (x, y), textcoords="offset points", xytext=(6, 4), color="w")
     ax.set_aspect("equal"); ax.set_title(f"{key} (BatchNorm {result['bn']})", fontsize=9)
-    ax.set_xlabel(r"$x$ (along $\theta_1-\theta_0$)", fontsize=8); ax.set_ylabel(r"$y$", fontsize=8)
+    ax.set_xlabel(r"$x$ (along $\theta_1-\theta_0$, weight units)", fontsize=8); ax.set_ylabel(r"$y$ (weight units)", fontsize=8)
     fig.tight_layout()
     return fig, ax
 

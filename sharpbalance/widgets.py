@@ -124,12 +124,12 @@ def plot_training(points:dict, # from `training_points`: method -> result
     for k, c in enumerate(sb["landscape"]): a1.plot(sb["alpha"], c, "-", color=f"C{k}", lw=1.5, label=f"SharpBalance member {k}")
     for m in ("de", "sam"):
         name, col, _ = _STYLE[m]; a1.plot(points[m]["alpha"], points[m]["landscape"].mean(0), "--", color=col, lw=1, label=f"{name} (mean)")
-    a1.set(xlabel=r"$\alpha$", ylabel=r"train loss $L(w+\alpha d)$", title="1-D landscape around each member")
+    a1.set(xlabel=r"step $\alpha$ along the direction", ylabel=r"train loss $L(w+\alpha d)$ (nats)", title="1-D landscape around each member")
     a1.legend(fontsize=7)
     for m, p in points.items():
         name, col, mk = _STYLE[m]; a2.scatter(p["sharpness"], p["der"], s=160 if m == "sharpbalance" else 70, color=col, marker=mk, label=name, zorder=3)
         a2.annotate(name, (p["sharpness"], p["der"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    a2.set(xlabel="sharpness (worst-case, adaptive, radius 0.5)", ylabel="DER (diversity)",
+    a2.set(xlabel="sharpness (worst-case loss increase, nats; adaptive radius 0.5)", ylabel="DER (disagreement / error)",
            title=f"rho = {sb['rho']:.2f}, flat_ratio = {sb['flat_ratio']:.2f}, tail = {sb['tail']}")
     a2.title.set_fontsize(9); a2.margins(0.25); a2.grid(alpha=0.3)
     fig.tight_layout()
@@ -272,7 +272,7 @@ def _grid_points(ax, rows, hi_rho=None):
     for x in (rhos if hi_rho is None else [hi_rho]):
         ax.scatter([], [], marker="s", color=col[x], edgecolors="k", linewidths=0.6, label=f"SAM, rho={x:g}")
     ax.scatter([], [], marker="*", color="0.6", s=120, label="SharpBalance (size: k)")
-    ax.set(xlabel="sharpness (worst-case, adaptive, radius 0.5)", ylabel="DER (diversity)"); ax.grid(alpha=0.3)
+    ax.set(xlabel="sharpness (worst-case loss increase, nats; adaptive radius 0.5)", ylabel="DER (disagreement / error)"); ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")   # high sharpness with low DER: empty in these runs
 
 def plot_grid(rows:list, # from `training_grid` or `load_grid`
@@ -290,7 +290,7 @@ def plot_grid(rows:list, # from `training_grid` or `load_grid`
             (axs[1, 0], 100 * gain, "+.1f", "SharpBalance minus SAM at the same rho (accuracy points)",
              dict(cmap="RdBu", center=0))]:
         sns.heatmap(M, ax=ax, annot=True, fmt=fmt, annot_kws={"fontsize": 8}, **lab, **extra)
-        ax.set(xlabel="flat_ratio k", ylabel="rho"); ax.set_title(title, fontsize=9); ax.tick_params(axis="y", rotation=0)
+        ax.set(xlabel="flat_ratio k (share of each tail)", ylabel=r"SAM radius $\rho$"); ax.set_title(title, fontsize=9); ax.tick_params(axis="y", rotation=0)
     _grid_points(axs[1, 1], rows); axs[1, 1].set_title("one point per setting (SAM squares, SharpBalance stars)", fontsize=9)
     m = rows[0]; fig.suptitle(f"{m['members']} members, {m['epochs']} epochs, tail {m['tail']}, seed {m['seed']} (one seed)", fontsize=10)
     fig.tight_layout()
@@ -344,7 +344,7 @@ def plot_theory(fr:dict, # from `theory_frontiers`
         if len(fr[f"{name}_rho"]): ax.plot(fr[f"{name}_sharpness"], fr[f"{name}_variance"], "-", color=col, lw=1.5, label=f"{lab}, rho in [0, {fr[f'{name}_rho'][-1]:.2f}]")
         x, y = fr[f"{name}_point"]
         ax.plot(x, y, "o" if fr[f"{name}_stable"] else "x", color=col, ms=9, mew=2)
-    ax.set(xscale="log", yscale="log", xlabel="sharpness (upper bound)", ylabel="variance (diversity)",
+    ax.set(xscale="log", yscale="log", xlabel="sharpness bound (squared loss)", ylabel="variance of the members (squared error)",
            title=f"rho = {fr['rho']:.2f}, k = {fr['k']}, s = {fr['s']}, n/d = {fr['n'] / fr['d']:.1f}")
     ax.xaxis.set_minor_formatter(NullFormatter()); ax.yaxis.set_minor_formatter(NullFormatter())
     ax.title.set_fontsize(9); ax.legend(fontsize=7); ax.grid(alpha=0.3, which="both"); fig.tight_layout()
