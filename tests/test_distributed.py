@@ -62,11 +62,9 @@ def test_dead_rank_stops_the_others(tmp_path):
         while not (out/"track1.pt").exists() and time.time() < deadline: time.sleep(0.05)
         assert (out/"track1.pt").exists(), "rank 1 never wrote a checkpoint"
         os.killpg(procs[1].pid, signal.SIGKILL); procs[1].wait()
-        t = time.time()
-        _, err = procs[0].communicate(timeout=timeout + 60)
+        _, err = procs[0].communicate(timeout=timeout + 60)  # a hang would raise TimeoutExpired here
         assert procs[0].returncode == 2, err
         assert "another rank died or stalled" in err and "re-run the same command" in err and "Traceback" not in err, err
-        assert time.time() - t < timeout + 60
     finally:
         for p in procs:
             if p.poll() is None: os.killpg(p.pid, signal.SIGKILL); p.wait()
