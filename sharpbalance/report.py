@@ -16,7 +16,7 @@ from .core import SBError, run_cli
 from . import data as sbdata
 from .learner import load_ensemble
 from .landscape import random_direction, line_losses, plot_line
-from .study import Cell, StudySettings, grid, run_study, run_dir, read_results, METRICS, PERCENT
+from .study import Cell, StudySettings, grid, run_study, run_dir, METRICS, PERCENT
 
 # %% auto #0
 __all__ = ['NAMES', 'KEY_METRICS', 'cell_table', 'paired_diff', 'detectable_effect', 'comparisons', 'trend', 'format_table',
@@ -43,7 +43,7 @@ def paired_diff(df:pd.DataFrame, # rows of `results.csv`
                 level:float=0.95 # confidence level of the t-interval
                ) -> pd.DataFrame:
     "Per metric: the paired differences a − b over the replicates where both have it, with n, mean, std, t-interval and count > 0."
-    A, B = (df[df["label"] == l].set_index("replicate") for l in (a, b))
+    A, B = (df[df["label"] == lab].set_index("replicate") for lab in (a, b))
     if A.empty or B.empty: raise SBError(f"no rows for {a if A.empty else b!r}; labels present: {', '.join(df['label'].unique())}.")
     reps = A.index.intersection(B.index)
     rows = []
@@ -73,9 +73,9 @@ def comparisons(df:pd.DataFrame, # rows of `results.csv`
     "Paired differences of every cell against the baseline and of every forking cell against its parent."
     labels = {}
     for r in df.to_dict("records"): labels.setdefault(r["label"], Cell.from_row(r))
-    base = [l for l, c in labels.items() if c.method == baseline]
-    pairs = [(l, base[0]) for l, c in labels.items() if base and c.method != baseline]
-    pairs += [(l, c.parent[0].label) for l, c in labels.items() if c.parent is not None and c.parent[0].label in labels]
+    base = [lab for lab, c in labels.items() if c.method == baseline]
+    pairs = [(lab, base[0]) for lab, c in labels.items() if base and c.method != baseline]
+    pairs += [(lab, c.parent[0].label) for lab, c in labels.items() if c.parent is not None and c.parent[0].label in labels]
     pairs.sort(key=lambda p: (p[1] not in base, list(labels).index(p[0])))
     if not pairs: return pd.DataFrame(columns=["comparison", "metric", "n", "mean", "std", "lo", "hi", "n_pos"])
     return pd.concat([paired_diff(df, a, b, metrics, level) for a, b in pairs], ignore_index=True)
@@ -247,7 +247,7 @@ def report_markdown(df:pd.DataFrame, # the demo's rows
     L = [f"# SharpBalance demo: DE, SAM and SharpBalance on {st.data}", "",
          f"{st.data}: {len(bundle.train)} training and {len(bundle.test)} test images, {len(bundle.ood)} corrupted test sets "
          f"(pooled for the OOD numbers); model `{st.model}`; {M} members per ensemble (seeds {' '.join(map(str, st.seed))}"
-         + (f", +1000 per replicate" if R > 1 else "") + f"); {st.epochs} epochs, SGD lr {st.lr:g} ({st.lrsche}), batch {st.batch_size}."
+         + (", +1000 per replicate" if R > 1 else "") + f"); {st.epochs} epochs, SGD lr {st.lr:g} ({st.lrsche}), batch {st.batch_size}."
          + (f" SharpBalance (k = 0.5, low tail, the official rule, T_d = {T}) starts from the SAM ρ = 0.2 run's state after {T + 1} epochs." if T is not None else "")
          + f" {R} ensemble(s) per method. Sharpness: worst-case adaptive L2 sharpness at radius {st.sharp_rho:g}, averaged over "
          f"{st.sharp_batches} training batches of {st.sharp_batch_size} ({st.sharp_iters} ascent steps each) and the members.", "",
@@ -256,7 +256,7 @@ def report_markdown(df:pd.DataFrame, # the demo's rows
          "Accuracies in %, gains in percentage points; `time s` is the training time of the whole ensemble summed over "
          "members (SharpBalance's includes the SAM phase it shares with SAM ρ = 0.2)."
          + (" Spread across the members of one ensemble (std of member accuracy): "
-            + ", ".join(f"{l} {100*v:.2f} pp" for l, v in df.groupby("label", sort=False)["member_acc_std"].mean().items()) + "."
+            + ", ".join(f"{lab} {100*v:.2f} pp" for lab, v in df.groupby("label", sort=False)["member_acc_std"].mean().items()) + "."
             if df["member_acc_std"].notna().any() else ""), ""]
     d = df[df.method.isin(["de", "sam"])].assign(rho=lambda x: x["rho"].fillna(0.0) if "rho" in x else 0.0)
     ts = d.groupby("rho")[["sharpness", "der", "ood_der", "gain", "member_acc"]].mean().sort_index()

@@ -44,7 +44,7 @@ def _narayana(qmax:int # the largest moment order needed
     C = np.zeros((qmax + 1, qmax + 1))
     C[0, 0] = 1
     for q in range(1, qmax + 1):
-        for l in range(1, q + 1): C[q, l] = math.comb(q, l) * math.comb(q, l - 1) // q
+        for j in range(1, q + 1): C[q, j] = math.comb(q, j) * math.comb(q, j - 1) // q
     C.flags.writeable = False
     return C
 

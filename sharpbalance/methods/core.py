@@ -8,7 +8,7 @@ Docs: https://sharpbalance.github.io/sharpbalance/methods.core.html.md"""
 from __future__ import annotations
 import argparse, dataclasses, importlib, pkgutil, types, typing
 from typing import ClassVar
-import torch, torch.nn.functional as F
+import torch
 from fastcore.basics import patch
 from fastcore.docments import docments
 from ..core import SBError, str2bool

@@ -11,7 +11,7 @@ import torch
 from fastcore.basics import patch
 from ..learner import TrainConfig
 from ..sam import mixed_step
-from ..stack import stacked_step
+from .. import stack
 from .core import Method, register
 
 # %% auto #0
@@ -52,4 +52,4 @@ def stacked_optimizer(self:DE, params, lr, cfg):
 @patch
 def stacked_step(self:DE, learner, tracks, st, opt, idx, x, y):
     "One stacked update of every member: `stack.stacked_step` with the members' masks."
-    return stacked_step(st, opt, x, y, self.stacked_masks(tracks, idx) if self.sam else None, sam=self.sam)
+    return stack.stacked_step(st, opt, x, y, self.stacked_masks(tracks, idx) if self.sam else None, sam=self.sam)
