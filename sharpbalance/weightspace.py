@@ -12,11 +12,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch.optim.swa_utils import update_bn
-from .core import SBError, evaluating, module_device
-from .core import as_batches
+from .core import SBError, evaluating, module_device, as_batches
 from . import models as sbmodels
+
+def _assignment(C):
+    "The column of each row in the maximum-weight matching of `C` (scipy's Hungarian solver, imported on first use: scipy.optimize takes seconds to import)."
+    from scipy.optimize import linear_sum_assignment
+    return linear_sum_assignment(C, maximize=True)[1]
 
 # %% auto #0
 __all__ = ['ALPHAS', 'has_bn', 'recompute_bn', 'loss_error', 'interpolate', 'barrier', 'linear_path', 'pairwise_paths',
@@ -480,7 +483,7 @@ def weight_matching(spec:PermSpec, # from `perm_spec`
         for i in rng.permutation(len(names)):
             p, n = names[i], sizes[names[i]]
             C = sum(Am[(k, ax)] @ _mat(permuted(k, ax), ax, n).T for k, ax in uses[p]).numpy()
-            ci = linear_sum_assignment(C, maximize=True)[1]
+            ci = _assignment(C)
             old, new = C[np.arange(n), perms[p].numpy()].sum(), C[np.arange(n), ci].sum()
             gains[p] = float(new - old)
             if new > old + 1e-12 * max(1., abs(old)): perms[p], changed = torch.as_tensor(ci, dtype=torch.long), True
@@ -526,7 +529,7 @@ def activation_matching(spec:PermSpec, # from `perm_spec`
             ma, mb = sa / N, sb / N
             den = ((saa / N - ma**2).clamp_min(0)[:, None] * (sbb / N - mb**2).clamp_min(0)[None, :]).sqrt()
             C += torch.where(den > 1e-12, (sab / N - ma[:, None] * mb[None, :]) / den.clamp_min(1e-12), 0.)
-        perms[p] = torch.as_tensor(linear_sum_assignment(C.numpy(), maximize=True)[1], dtype=torch.long)
+        perms[p] = torch.as_tensor(_assignment(C.numpy()), dtype=torch.long)
     return perms
 
 # %% ../nbs/16_weightspace.ipynb #2cacb075

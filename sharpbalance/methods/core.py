@@ -6,7 +6,7 @@ Docs: https://sharpbalance.github.io/sharpbalance/methods.core.html.md"""
 
 # %% ../../nbs/10_methods.core.ipynb #55d6c845
 from __future__ import annotations
-import argparse, dataclasses, importlib, pkgutil, types, typing
+import argparse, dataclasses, functools, importlib, pkgutil, types, typing
 from typing import ClassVar
 import torch
 from fastcore.basics import patch
@@ -32,6 +32,8 @@ class Method:
     def label(cls, cfg) -> str: return cls.name # short name in tables and figures
     @classmethod
     def fork(cls, cfg) -> tuple|None: return None # (method, settings, epoch) when this run's first epochs are another method's run
+    @classmethod
+    def check(cls, cfg, bundle): pass # raise an SBError for settings this data cannot support, before anything is written
     def tracks(self, cfg) -> list: return [TrackSpec(k, s) for k, s in enumerate(cfg.seed)]
     def init_track(self, learner, track): pass # a fresh track was just built (e.g. load pre-trained weights, a new seeded head)
     def optimizer(self, model, cfg): return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -82,7 +84,8 @@ def get_method(name # a registered name, a `Method` class, or an instance
     if name not in METHODS:
         try: importlib.import_module(f"sharpbalance.methods.{name}")
         except ModuleNotFoundError: pass
-    if name not in METHODS: raise SBError(f"unknown method {name!r}; use one of {', '.join(all_methods())}.")
+    if name not in METHODS and name not in all_methods():  # a name defined in a module of another name (dst, edst, pf)
+        raise SBError(f"unknown method {name!r}; use one of {', '.join(METHODS)}.")
     return METHODS[name]
 
 # %% ../../nbs/10_methods.core.ipynb #3c1e92cc
@@ -99,6 +102,7 @@ def train_ensemble(method, # a registered method's name, its class, or a configu
     if not isinstance(cfg, M.Config): raise SBError(f"the configuration is a {type(cfg).__name__}, not {M.name}'s Config; build it with methods.{M.name}.Config(...).")
     m, engine = M(), None
     bundle = bundle or sbdata.load(cfg.data, cfg.data_path)
+    M.check(cfg, bundle)
     if cfg.stacked:
         if not M.stackable: raise SBError(f"--stacked is not available for {M.name}; drop --stacked.")
         with torch.device("meta"): check_stackable(sbmodels.create(cfg.model, bundle.n_classes, bundle.input_shape, width=cfg.width), f"model {cfg.model!r}")
@@ -120,9 +124,10 @@ def _flag_type(t):
     if t in (int, float, str): return t
     return str
 
+@functools.cache
 def config_fields(cls:type # a configuration class
-                 ) -> list:
-    "(name, converter, default, help) of each field of a configuration class, in order."
+                 ) -> tuple:
+    "(name, converter, default, help) of each field of a configuration class, in order (read once per class)."
     hints = typing.get_type_hints(cls)
     try: docs = docments(cls)
     except (OSError, TypeError): docs = {}  # a class without source (defined in a console): no help texts
@@ -130,7 +135,7 @@ def config_fields(cls:type # a configuration class
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         out.append((f.name, _flag_type(hints[f.name]), default, docs.get(f.name) or ""))
-    return out
+    return tuple(out)
 
 # %% ../../nbs/10_methods.core.ipynb #4680ab62
 def _fmt(v): return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
@@ -143,14 +148,14 @@ def method_parser(prog:str, # the command's name in `--help`
     "One flag per configuration field of `methods`: the shared fields first, then one group per method."
     p = argparse.ArgumentParser(prog=prog, **kw)
     p.add_argument("--method", choices=list(methods), default=None, help="the ensemble method")
-    seen, groups = {}, [("every method", TrainConfig, list(methods))]
-    groups += [(n, M.Config, [n]) for n, M in methods.items()]
-    for title, cls, owners in groups:
+    seen, groups = {}, [("every method", TrainConfig)] + [(n, M.Config) for n, M in methods.items()]
+    field_defaults = {n: {f[0]: f[2] for f in config_fields(M.Config)} for n, M in methods.items()}
+    for title, cls in groups:
         g = p.add_argument_group(f"{title}" if title == "every method" else f"--method {title}")
         for name, conv, default, doc in config_fields(cls):
             if name in seen: continue
-            users = [n for n, M in methods.items() if name in {f.name for f in dataclasses.fields(M.Config)}]
-            defaults = {n: dict((f[0], f[2]) for f in config_fields(methods[n].Config))[name] for n in users}
+            defaults = {n: d[name] for n, d in field_defaults.items() if name in d}
+            users = list(defaults)
             dflt = _fmt(default) if len({_fmt(v) for v in defaults.values()}) == 1 else ", ".join(f"{n} {_fmt(v)}" for n, v in defaults.items())
             also = [n for n in users if n != title and title != "every method"]
             flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
