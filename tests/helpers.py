@@ -18,6 +18,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+def torchrun(nproc:int, args:list, timeout=600):
+    "`sharpbalance-train args` under torchrun with `nproc` gloo ranks on this machine, one thread each."
+    return run(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args,
+               timeout=timeout, env=env1())
+
 def clean_error(r, msg=None, code=2, lines=1, traceback=True) -> str:
     """Assert that the finished process `r` failed with a short error and return its stderr: exit status `code`
     (None: any nonzero), `msg` in stderr (if given), no "Traceback" (unless `traceback=False`), and 1 to `lines`

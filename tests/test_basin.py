@@ -1,10 +1,10 @@
 """`sharpbalance-train` with the single-basin methods (spawn, connected, distill): real processes end to end, a real
 kill -9 and a bit-identical resume for each method, spawn and distill under torchrun, and bad input (exit 2, one
 sentence, nothing written)."""
-import json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, time
 from pathlib import Path
 import pytest, torch
-from helpers import TRAIN, run, env1, free_port, clean_error
+from helpers import TRAIN, run, env1, clean_error, torchrun
 
 # tiny runs on the built-in digits (1,000 training images): width-8 CNN, batch 32, one thread per process
 BASE = ["--data", "digits", "--model", "cnn", "--width", "8", "--lr", "0.05", "--batch_size", "32", "--lrsche", "cosine",
@@ -89,11 +89,6 @@ def test_kill_and_resume_is_bit_identical(method, full, tmp_path):
     assert_same(weights(ref), weights(cut))
     n = {"spawn": 7, "connected": 6, "distill": 7}[method]
     assert len((cut/"track1.csv").read_text().splitlines()) == n
-
-def torchrun(nproc, args, timeout=300):
-    return run(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args,
-               timeout=timeout, env=env1())
 
 def test_spawn_and_distill_under_torchrun(full, tmp_path):
     "Two ranks: the parent on rank 0, its snapshot broadcast to the branches; the students of distill spread out. Same members as one process."

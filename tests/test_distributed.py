@@ -1,16 +1,11 @@
 "`sharpbalance-train` under `torchrun`: gloo ranks on this machine give the single-process run's subsets and weights."
-import os, signal, subprocess, sys, time, json
+import os, signal, subprocess, time, json
 from pathlib import Path
 import pytest, torch
-from helpers import TRAIN, run, env1, free_port
+from helpers import TRAIN, run, env1, free_port, torchrun
 
 RUN = ["--data", "digits", "--model", "mlp", "--seed", "13 17 27", "--sam", "True", "--rho", "0.2", "--flat_ratio", "0.5",
        "--initial_epochs", "1", "--epochs", "4", "--lr", "0.05", "--batch_size", "64", "--lrsche", "cosine", "--device", "cpu", "--quiet"]
-
-def torchrun(nproc, args, timeout=300):
-    return run(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args,
-               timeout=timeout, env=env1())
 
 def member(folder, k): return torch.load(Path(folder)/f"track{k}.pt", weights_only=True)
 

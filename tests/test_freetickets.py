@@ -1,9 +1,9 @@
 """FreeTickets end to end: the official command line, kill -9 and resume, torchrun, bad input, and the acceptance
 checks that are not lessons (replicates of the tiny ensembles)."""
-import hashlib, json, math, os, signal, subprocess, sys, time
+import hashlib, json, math, os, signal, subprocess, time
 from pathlib import Path
 import pytest, torch
-from helpers import TRAIN, MEASURE, run, env1, free_port, clean_error
+from helpers import TRAIN, MEASURE, run, env1, clean_error, torchrun
 
 # the official flags (README of VITA-Group/FreeTickets), scaled to the built-in digits: Delta T of 10 steps
 OFFICIAL = ["--sparse", "--sparse-init", "ERK", "--density", "0.2", "--death-rate", "0.5", "--large-death-rate", "0.8",
@@ -114,11 +114,6 @@ def test_official_flags_pf_and_measure(tmp_path):
     kd = json.loads((out/"measure"/"KD.json").read_text())
     K = torch.tensor(kd["kl_matrix"]); assert torch.equal(K.diagonal(), torch.zeros(3, dtype=K.dtype)) and (K >= -1e-6).all()
     assert json.loads((out/"measure"/"calibration.json").read_text())["settings"]["compat"] == "freetickets"
-
-def torchrun(nproc, args, timeout=600):
-    return run(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--no-python", TRAIN, *args,
-               timeout=timeout, env=env1())
 
 def test_torchrun_dst_equals_one_process(dst_full, tmp_path):
     "Three gloo ranks, one DST track each: the same weights and masks as one process, and one summary."

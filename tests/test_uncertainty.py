@@ -2,7 +2,7 @@
 risk-coverage, AURC/AUGRC, OOD detection) against torchmetrics (a dependency) and torch-uncertainty (optional, not a
 dependency: those tests skip when it is not installed). The notebook's lessons hold the hand-computed cases; here
 the numbers are compared on random ensembles of realistic shape."""
-import importlib, importlib.util, itertools, math, os, sys, types
+import importlib, importlib.util, itertools, os, sys, types
 import pytest
 import torch
 import torch.nn.functional as F

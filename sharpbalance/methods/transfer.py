@@ -6,7 +6,7 @@ Docs: https://sharpbalance.github.io/sharpbalance/methods.transfer.html.md"""
 
 # %% ../../nbs/17_methods.transfer.ipynb #06c108b7
 from __future__ import annotations
-import contextvars, copy, math
+import contextvars, copy, math, time
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
@@ -247,7 +247,6 @@ def soup_row(models:list, # the members of one run (e.g. `learner.load_ensemble(
              device=None # where to compute the soups (None: the members' device)
             ) -> dict:
     "The uniform and greedy soups of a run's members (BatchNorm recomputed): accuracy and NLL on the test set, accuracy on the pooled corrupted sets."
-    import time
     models = list(models)
     if not models: raise SBError("a soup needs at least one member; pass the run's members.")
     t0, nan = time.time(), math.nan
