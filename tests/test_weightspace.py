@@ -31,8 +31,9 @@ def make(name, seed=0, dtype=torch.float64, stats=True):
 def same_state(a, b): return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
 
 
-def test_every_model_is_covered():
-    assert sorted(SHAPES) == sorted(sbmodels.MODELS)
+def test_every_model_the_kit_builds_is_covered():
+    "Every architecture of `models` (torchvision's ResNets, registered by `transfer` for fine-tuning, are not covered)."
+    assert sorted(SHAPES) == sorted(n for n in sbmodels.MODELS if not n.startswith("tv_"))
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
