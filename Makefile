@@ -67,7 +67,7 @@ check-sync: setup
 # one CPU's float32 rounding fails here rather than on someone else's machine.
 # tests/test_packaging.py builds the sdist and wheel and installs the wheel into a fresh venv (about a minute).
 NBTEST   := OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-PYTEST   := $(BIN)/python -m pytest tests -q -p no:cacheprovider
+PYTEST   := $(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=15
 PORTABLE := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 test: check-sync browser-deps
 	$(NBTEST)
