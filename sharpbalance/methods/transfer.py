@@ -6,7 +6,7 @@ Docs: https://sharpbalance.github.io/sharpbalance/methods.transfer.html.md"""
 
 # %% ../../nbs/17_methods.transfer.ipynb #06c108b7
 from __future__ import annotations
-import contextvars, copy, math, time
+import copy, math, time
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
@@ -39,8 +39,6 @@ def cyclic_lr(epoch:int, # e, the 0-based epoch
     return cycle_lr * 0.5 * (1 + math.cos(math.pi * (c - warmup_epochs) / (cycle_epochs - warmup_epochs)))
 
 # %% ../../nbs/17_methods.transfer.ipynb #50f4f2a6
-_CHECK_FILES = contextvars.ContextVar("check_files", default=True)
-
 @dataclass
 class LocalDEConfig(TrainConfig):
     "Local DE: every member fine-tunes the same pre-trained checkpoint, with its own seed (new head, data order)."
@@ -69,21 +67,6 @@ class LocalDEConfig(TrainConfig):
             self.pretrained_path = [str(p).strip() for p in ps if str(p).strip()] or None
         if self.pretrained_path is None and self.init_from is None:
             raise SBError(f"{self.method or 'fine-tuning'} starts from pre-trained weights; pass --pretrained_path with a run folder or a checkpoint file.")
-        if self.pretrained_path is not None and _CHECK_FILES.get(): self.check_files()
-
-    def check_files(self):
-        "Read the checkpoints the members need (missing, corrupt, code-executing, too few: one sentence each)."
-        files = checkpoint_files(self.pretrained_path, self.model, self.width)
-        for i in self.checkpoints_needed():
-            if i >= len(files): raise SBError(self.too_few(len(files)))
-            read_state_dict(files[i])
-
-    @classmethod
-    def from_record(cls, d:dict, version:int=2, **kw):
-        "A saved run's configuration (its checkpoint files are not read)."
-        token = _CHECK_FILES.set(False)
-        try: return super().from_record(d, version, **kw)
-        finally: _CHECK_FILES.reset(token)
 
 # %% ../../nbs/17_methods.transfer.ipynb #445be50a
 @dataclass
@@ -150,10 +133,12 @@ class FineTune(Method):
     def check(cls, cfg, # the run's settings
               bundle # the data the run will train on
              ):
-        "Before the run folder exists (`sharpbalance-train` calls it): every checkpoint the members need fits the model and the data."
-        files = checkpoint_files(cfg.pretrained_path, cfg.model, cfg.width) if cfg.pretrained_path else []
+        "Before the run folder exists: every checkpoint the members need is there, safe to read, and fits the model and the data."
+        if not cfg.pretrained_path: return  # a resumed or forked run starts from its own files
+        files, need = checkpoint_files(cfg.pretrained_path, cfg.model, cfg.width), sorted(set(cfg.checkpoints_needed()))
+        if need[-1] >= len(files): raise SBError(cfg.too_few(len(files)))
         with torch.random.fork_rng():
-            for i in sorted(set(cfg.checkpoints_needed())) if files else []:
+            for i in need:
                 m = create(cfg.model, bundle.n_classes, bundle.input_shape, width=cfg.width)
                 load_pretrained(m, read_state_dict(files[i]), cfg.head, source=str(files[i]))
     def step(self, learner, track, idx, x, y): return mixed_step(track.model, track.opt, x, y, torch.zeros(len(idx), dtype=torch.bool))
