@@ -66,8 +66,10 @@ check-sync: setup
 # (PORTABLE: PyTorch's default kernel set, MKL and oneDNN capped at SSE4), so a lesson whose assertion holds only for
 # one CPU's float32 rounding fails here rather than on someone else's machine.
 # tests/test_packaging.py builds the sdist and wheel and installs the wheel into a fresh venv (about a minute).
+# pytest runs one test file per worker (pytest-xdist, a worker per core), one thread each: on 2 cores the end-to-end
+# tests take about 12 minutes instead of 17, since many of them wait on subprocesses.
 NBTEST   := OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-PYTEST   := $(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=15
+PYTEST   := OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=15 -n auto --dist loadfile
 PORTABLE := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 test: check-sync browser-deps
 	$(NBTEST)
