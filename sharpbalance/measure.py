@@ -320,22 +320,24 @@ def _part(ds, idx):
     return Subset(ds, idx.tolist())
 
 def _soup_split(bundle, seed:int=0):
-    "The bundle the soups are measured on, the test positions it keeps (None: all), and where the greedy soup chooses."
-    if bundle.val is not None: return bundle, None, "val"
+    "The bundle the soups are measured on, the test positions the greedy soup chooses on and those it keeps (None, None: the validation set chooses), and where that is."
+    if bundle.val is not None: return bundle, None, None, "val"
     n = len(bundle.test)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     pick, rest = perm[:n // 2].sort().values, perm[n // 2:].sort().values
-    return dataclasses.replace(bundle, val=_part(bundle.test, pick), test=_part(bundle.test, rest)), rest, "test_half"
+    return dataclasses.replace(bundle, val=_part(bundle.test, pick), test=_part(bundle.test, rest)), pick, rest, "test_half"
 
 def mode_soup(models, bundle, ctx) -> dict:
     "The ensemble (predictions averaged) beside the uniform and greedy soups (weights averaged, BatchNorm recomputed) and each member."
     if not same_architecture(models):
         raise SBError("the members differ in architecture, so their weights cannot be averaged into a soup; compare them with --mode predict instead.")
-    b, rest, greedy_on = _soup_split(bundle)
+    b, pick, rest, greedy_on = _soup_split(bundle)
     sets = _eval_sets(models, bundle, ctx)  # the cached predictions on the whole sets
     t, ood = sets["test"], sets.get("ood")
     P, y = (t.P, t.y) if rest is None else (t.P[:, rest], t.y[rest])
-    s = soup_row(models, b, batch_size=ctx["eval_batch_size"])
+    g = sets["val"] if pick is None else None
+    known = [metrics.accuracy(p, g.y) for p in g.P] if pick is None else [metrics.accuracy(p, t.y[pick]) for p in t.P[:, pick]]
+    s = soup_row(models, b, batch_size=ctx["eval_batch_size"], accuracies=known)  # the members ranked from their cached predictions
     oacc = lambda Q: _NAN if ood is None else metrics.accuracy(Q, ood.y)
     rows = [dict(model="ensemble", combine="predictions", n_models=len(models), acc=metrics.accuracy(P.mean(0), y),
                  nll=metrics.nll(P.mean(0), y), ood_acc=oacc(None if ood is None else ood.ensemble)),
@@ -348,7 +350,7 @@ def mode_soup(models, bundle, ctx) -> dict:
     note = ("greedy soup chosen on the validation set" if rest is None else
             f"no validation set: the greedy soup chose on a seeded half of the test set ({len(b.val)} images); every row is on the other half ({len(y)})")
     return dict(rows=rows, greedy_on=greedy_on, n_eval=len(y), ens_acc=rows[0]["acc"], uniform_soup_acc=rows[1]["acc"],
-                greedy_soup_acc=rows[2]["acc"], greedy_soup_ingredients=s["greedy_soup_ingredients"], soup_bn=s["soup_bn"], note=note)
+                greedy_soup_acc=rows[2]["acc"], greedy_soup_ingredients=s["greedy_soup_ingredients"], greedy_member_accs=known, soup_bn=s["soup_bn"], note=note)
 
 _MODE_FNS.update(soup=mode_soup)
 

@@ -229,7 +229,8 @@ def soup_row(models:list, # the members of one run (e.g. `learner.load_ensemble(
              greedy:bool=True, # also the greedy soup (NaN without `bundle.val`)
              batch_size:int=512, # batch size of the BatchNorm passes and the evaluations
              bn_samples:int|None=None, # at most this many training samples for BatchNorm (a seeded subset); None: all
-             device=None # where to compute the soups (None: the members' device)
+             device=None, # where to compute the soups (None: the members' device)
+             accuracies=None # the members' accuracies on `bundle.val` when already known (e.g. from cached predictions): saves M held-out passes
             ) -> dict:
     "The uniform and greedy soups of a run's members (BatchNorm recomputed): accuracy and NLL on the test set, accuracy on the pooled corrupted sets."
     models = list(models)
@@ -248,7 +249,7 @@ def soup_row(models:list, # the members of one run (e.g. `learner.load_ensemble(
     row.update(uniform_soup_acc=u["acc"], uniform_soup_nll=u["nll"], ood_uniform_soup_acc=u["ood_acc"],
                soup_bn="recomputed" if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()) else "none")
     if greedy and bundle.val is not None:
-        soup, info = greedy_soup(models, _batches(bundle.val, batch_size, device=dev), bn, return_info=True)
+        soup, info = greedy_soup(models, _batches(bundle.val, batch_size, device=dev), bn, accuracies, return_info=True)
         g = _scores(soup, bundle, batch_size)
         row.update(greedy_soup_acc=g["acc"], greedy_soup_nll=g["nll"], ood_greedy_soup_acc=g["ood_acc"],
                    greedy_soup_size=len(info["ingredients"]), greedy_soup_ingredients=list(info["ingredients"]))
