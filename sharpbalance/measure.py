@@ -335,8 +335,8 @@ def mode_soup(models, bundle, ctx) -> dict:
     sets = _eval_sets(models, bundle, ctx)  # the cached predictions on the whole sets
     t, ood = sets["test"], sets.get("ood")
     P, y = (t.P, t.y) if rest is None else (t.P[:, rest], t.y[rest])
-    g = sets["val"] if pick is None else None
-    known = [metrics.accuracy(p, g.y) for p in g.P] if pick is None else [metrics.accuracy(p, t.y[pick]) for p in t.P[:, pick]]
+    Pg, yg = (sets["val"].P, sets["val"].y) if pick is None else (t.P[:, pick], t.y[pick])   # the predictions on the choosing set
+    known = [metrics.accuracy(p, yg) for p in Pg]
     s = soup_row(models, b, batch_size=ctx["eval_batch_size"], accuracies=known)  # the members ranked from their cached predictions
     oacc = lambda Q: _NAN if ood is None else metrics.accuracy(Q, ood.y)
     rows = [dict(model="ensemble", combine="predictions", n_models=len(models), acc=metrics.accuracy(P.mean(0), y),
